@@ -1,0 +1,102 @@
+//! Generates the gRPC code from `proto/` without a system `protoc`.
+//!
+//! * `protox` parses the protos in pure Rust into a descriptor set, which is
+//!   also written to `OUT_DIR` for server reflection.
+//! * `tonic-prost-build` generates the messages and the clients.
+//! * The servers are generated with `tonic_build::manual`, so that
+//!   `CallService.Subscribe` can stream pre-encoded bytes: each event is
+//!   encoded once and the same bytes are shared by every subscriber.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message as _;
+
+const PROTOS: &[&str] = &[
+    "proto/switchboard/v1/types.proto",
+    "proto/switchboard/v1/call.proto",
+    "proto/switchboard/v1/call_event.proto",
+    "proto/switchboard/v1/ingest_service.proto",
+    "proto/switchboard/v1/call_service.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    println!("cargo:rerun-if-changed=proto");
+
+    let fds = protox::compile(PROTOS, ["proto"])?;
+    fs::write(
+        out_dir.join("switchboard_descriptor.bin"),
+        fds.encode_to_vec(),
+    )?;
+
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_client(true)
+        .bytes(".switchboard.v1.IngestRequest.payload")
+        .compile_fds(fds)?;
+
+    tonic_build::manual::Builder::new()
+        .build_client(false)
+        .compile(&[ingest_service(), call_service()]);
+    Ok(())
+}
+
+fn method(
+    name: &str,
+    route: &str,
+    input: &str,
+    output: &str,
+    codec: &str,
+) -> tonic_build::manual::MethodBuilder {
+    tonic_build::manual::Method::builder()
+        .name(name)
+        .route_name(route)
+        .input_type(input)
+        .output_type(output)
+        .codec_path(codec)
+}
+
+const PROST: &str = "tonic_prost::ProstCodec";
+
+fn ingest_service() -> tonic_build::manual::Service {
+    tonic_build::manual::Service::builder()
+        .name("IngestService")
+        .package("switchboard.v1")
+        .comment("Takes vendor payloads exactly as received and turns them into canonical call events.")
+        .method(
+            method("ingest", "Ingest", "super::IngestRequest", "super::IngestResponse", PROST)
+                .comment("Parses one vendor payload, applies it to its call and appends the events to the log.")
+                .build(),
+        )
+        .build()
+}
+
+fn call_service() -> tonic_build::manual::Service {
+    tonic_build::manual::Service::builder()
+        .name("CallService")
+        .package("switchboard.v1")
+        .comment("Streams call events to subscribers and answers questions about calls.")
+        .method(
+            method(
+                "subscribe",
+                "Subscribe",
+                "super::SubscribeRequest",
+                "crate::grpc::wire::EncodedResponse",
+                "crate::grpc::wire::SubscribeCodec",
+            )
+            .comment("Streams matching events in log order; see `call_service.proto`.")
+            .server_streaming()
+            .build(),
+        )
+        .method(
+            method("get_call", "GetCall", "super::GetCallRequest", "super::GetCallResponse", PROST)
+                .comment("Returns the current state of one call.")
+                .build(),
+        )
+        .method(
+            method("list_calls", "ListCalls", "super::ListCallsRequest", "super::ListCallsResponse", PROST)
+                .comment("Lists calls, newest first, with AIP-158 paging.")
+                .build(),
+        )
+        .build()
+}

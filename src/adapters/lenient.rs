@@ -1,0 +1,255 @@
+//! Lenient readers for the loosely typed values vendors send: numbers as
+//! strings, `"true"`, `"N/A"`, `HH:MM:SS` or seconds, epoch seconds or
+//! milliseconds or ISO 8601. Each reader accepts every documented form and
+//! rejects anything else with an error that names the expected form (the
+//! adapter reports it under the field's JSON path).
+//!
+//! Use with `#[serde(default, deserialize_with = "...")]` on `Option` fields.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Any JSON scalar, as vendors mix them.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    /// A string.
+    Str(String),
+    /// A number (kept as JSON to preserve integers exactly).
+    Num(serde_json::Number),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl Scalar {
+    /// The value as text: numbers in their JSON form, booleans as
+    /// `true`/`false`.
+    pub fn text(&self) -> String {
+        match self {
+            Scalar::Str(s) => s.clone(),
+            Scalar::Num(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// Flattens any JSON value to the string form kept in `attributes`.
+pub fn flatten(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A string, or a number/boolean turned into its text. Blank and `"N/A"`
+/// become `None`.
+pub fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Scalar>::deserialize(d)?.map(|s| s.text()).filter(|s| !s.trim().is_empty() && !is_na(s)))
+}
+
+fn is_na(s: &str) -> bool {
+    s.eq_ignore_ascii_case("n/a") || s.eq_ignore_ascii_case("null")
+}
+
+/// A non-negative integer given as a number or a decimal string. Blank and
+/// `"N/A"` become `None`.
+pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<Scalar>::deserialize(d)? {
+        None => Ok(None),
+        Some(Scalar::Num(n)) => {
+            n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64)).map(Some).ok_or_else(|| {
+                de::Error::custom(format!("expected a non-negative integer, got {n}"))
+            })
+        }
+        Some(Scalar::Str(s)) if s.trim().is_empty() || is_na(s.trim()) => Ok(None),
+        Some(Scalar::Str(s)) => {
+            s.trim().parse().map(Some).map_err(|_| de::Error::custom(format!("expected a non-negative integer, got {s:?}")))
+        }
+        Some(Scalar::Bool(b)) => Err(de::Error::custom(format!("expected a non-negative integer, got {b}"))),
+    }
+}
+
+/// A boolean given as `true`, `"true"`, `"yes"`, `1` (and their negatives).
+pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    match Option::<Scalar>::deserialize(d)? {
+        None => Ok(None),
+        Some(Scalar::Bool(b)) => Ok(Some(b)),
+        Some(Scalar::Num(n)) => match n.as_u64() {
+            Some(0) => Ok(Some(false)),
+            Some(1) => Ok(Some(true)),
+            _ => Err(de::Error::custom(format!("expected a boolean, got {n}"))),
+        },
+        Some(Scalar::Str(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "y" | "1" => Ok(Some(true)),
+            "false" | "no" | "n" | "0" => Ok(Some(false)),
+            "" | "n/a" => Ok(None),
+            _ => Err(de::Error::custom(format!("expected a boolean, got {s:?}"))),
+        },
+    }
+}
+
+/// Epoch milliseconds, as a number or a decimal string (8x8 panel
+/// `startTime: "1751445666638"`).
+pub fn opt_epoch_millis<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    match opt_u64(d)? {
+        None | Some(0) => Ok(None),
+        Some(ms) => millis(ms).map(Some).ok_or_else(|| de::Error::custom(format!("epoch milliseconds out of range: {ms}"))),
+    }
+}
+
+/// Epoch seconds, as a number or a decimal string (8x8 `interactionEventTS`).
+pub fn opt_epoch_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    match opt_u64(d)? {
+        None | Some(0) => Ok(None),
+        Some(s) => seconds(s).map(Some).ok_or_else(|| de::Error::custom(format!("epoch seconds out of range: {s}"))),
+    }
+}
+
+/// An ISO 8601 / RFC 3339 timestamp (Pulsar `publishTime`).
+pub fn opt_iso8601<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() => Ok(None),
+        Some(s) => DateTime::parse_from_rfc3339(s.trim())
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|e| de::Error::custom(format!("expected an ISO 8601 timestamp, got {s:?}: {e}"))),
+    }
+}
+
+/// Xelion's zone-less UTC `yyyy-MM-dd HH:mm:ss` (a `T` separator and
+/// fractional seconds are tolerated too).
+pub fn opt_xelion_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() => Ok(None),
+        Some(s) => {
+            let t = s.trim();
+            ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+                .map(|n| Some(Utc.from_utc_datetime(&n)))
+                .ok_or_else(|| de::Error::custom(format!("expected a UTC date `yyyy-MM-dd HH:mm:ss`, got {s:?}")))
+        }
+    }
+}
+
+/// A duration given as `HH:MM:SS` (or `MM:SS`), or as seconds (number or
+/// string). The 8x8 panel documents "seconds" and sends `"00:00:22"`.
+pub fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    match Option::<Scalar>::deserialize(d)? {
+        None => Ok(None),
+        Some(Scalar::Num(n)) => n
+            .as_f64()
+            .filter(|f| *f >= 0.0 && f.is_finite())
+            .map(|f| Some(Duration::from_secs_f64(f)))
+            .ok_or_else(|| de::Error::custom(format!("expected a duration in seconds, got {n}"))),
+        Some(Scalar::Str(s)) => parse_duration(&s).map_err(de::Error::custom),
+        Some(Scalar::Bool(b)) => Err(de::Error::custom(format!("expected a duration, got {b}"))),
+    }
+}
+
+/// Parses `HH:MM:SS`, `MM:SS` or decimal seconds; blank is `None`.
+pub fn parse_duration(s: &str) -> Result<Option<Duration>, String> {
+    let t = s.trim();
+    if t.is_empty() || is_na(t) {
+        return Ok(None);
+    }
+    let bad = || format!("expected a duration as HH:MM:SS or seconds, got {s:?}");
+    if t.contains(':') {
+        let parts: Vec<&str> = t.split(':').collect();
+        if parts.len() > 3 {
+            return Err(bad());
+        }
+        let mut secs: u64 = 0;
+        for (i, p) in parts.iter().enumerate() {
+            let v: u64 = p.parse().map_err(|_| bad())?;
+            if i > 0 && v >= 60 {
+                return Err(bad());
+            }
+            secs = secs.checked_mul(60).and_then(|x| x.checked_add(v)).ok_or_else(bad)?;
+        }
+        return Ok(Some(Duration::from_secs(secs)));
+    }
+    let f: f64 = t.parse().map_err(|_| bad())?;
+    if f < 0.0 || !f.is_finite() {
+        return Err(bad());
+    }
+    Ok(Some(Duration::from_secs_f64(f)))
+}
+
+/// Epoch milliseconds as a time, if in range.
+pub fn millis(ms: u64) -> Option<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(i64::try_from(ms).ok()?).single()
+}
+
+/// Epoch seconds as a time, if in range.
+pub fn seconds(s: u64) -> Option<DateTime<Utc>> {
+    Utc.timestamp_opt(i64::try_from(s).ok()?, 0).single()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Deserialize)]
+    struct T {
+        #[serde(default, deserialize_with = "opt_u64")]
+        n: Option<u64>,
+        #[serde(default, deserialize_with = "opt_bool")]
+        b: Option<bool>,
+        #[serde(default, deserialize_with = "opt_duration")]
+        d: Option<Duration>,
+        #[serde(default, deserialize_with = "opt_text")]
+        s: Option<String>,
+        #[serde(default, deserialize_with = "opt_epoch_millis")]
+        ms: Option<DateTime<Utc>>,
+        #[serde(default, deserialize_with = "opt_xelion_date")]
+        x: Option<DateTime<Utc>>,
+    }
+
+    fn t(v: serde_json::Value) -> Result<T, serde_json::Error> {
+        serde_json::from_value(v)
+    }
+
+    #[test]
+    fn numbers_as_strings_and_na_are_read() {
+        assert_eq!(t(json!({"n": "42"})).unwrap().n, Some(42));
+        assert_eq!(t(json!({"n": 42})).unwrap().n, Some(42));
+        assert_eq!(t(json!({"n": "N/A"})).unwrap().n, None);
+        assert!(t(json!({"n": "forty"})).is_err());
+        assert_eq!(t(json!({"s": 447799147855u64})).unwrap().s.as_deref(), Some("447799147855"));
+    }
+
+    #[test]
+    fn booleans_as_strings_are_read() {
+        assert_eq!(t(json!({"b": "true"})).unwrap().b, Some(true));
+        assert_eq!(t(json!({"b": "no"})).unwrap().b, Some(false));
+        assert_eq!(t(json!({"b": false})).unwrap().b, Some(false));
+        assert!(t(json!({"b": "maybe"})).is_err());
+    }
+
+    #[test]
+    fn durations_as_clock_or_seconds_are_read() {
+        assert_eq!(t(json!({"d": "00:00:22"})).unwrap().d, Some(Duration::from_secs(22)));
+        assert_eq!(t(json!({"d": "1:02:03"})).unwrap().d, Some(Duration::from_secs(3723)));
+        assert_eq!(t(json!({"d": "75"})).unwrap().d, Some(Duration::from_secs(75)));
+        assert_eq!(t(json!({"d": 12})).unwrap().d, Some(Duration::from_secs(12)));
+        assert!(t(json!({"d": "00:99:00"})).is_err());
+    }
+
+    #[test]
+    fn times_in_each_vendor_format_are_read() {
+        assert_eq!(t(json!({"ms": "1751445666638"})).unwrap().ms.unwrap().timestamp_millis(), 1_751_445_666_638);
+        let x = t(json!({"x": "2016-10-23 14:02:59"})).unwrap().x.unwrap();
+        assert_eq!(x.to_rfc3339(), "2016-10-23T14:02:59+00:00");
+        assert!(t(json!({"x": "23/10/2016"})).is_err());
+    }
+}

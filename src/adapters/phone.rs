@@ -1,0 +1,116 @@
+//! Phone numbers: kept exactly as the vendor gave them, plus E.164 when they
+//! parse (libphonenumber metadata via the `phonenumber` crate).
+//!
+//! Vendors send `+1 (415) 999-0000`, `5515557212` (national, no country
+//! code), `447799147855` (country code, no `+`), extensions (`40375`) and
+//! names (Amazon Quick Connect, SIP accounts). Names become display names;
+//! extensions stay numbers without E.164; nothing is dropped because it
+//! fails to parse.
+
+use std::str::FromStr;
+
+use phonenumber::country;
+
+use crate::domain::{Party, PartyRole};
+
+/// Digits at or below this count, without a leading `+`, are extensions.
+const MAX_EXTENSION_DIGITS: usize = 6;
+
+/// Normalizes phone numbers with a default region for national numbers.
+#[derive(Clone, Debug)]
+pub struct PhoneNormalizer {
+    region: Option<country::Id>,
+}
+
+impl PhoneNormalizer {
+    /// A normalizer for the CLDR region code `region` (`US`, `GB`, `NL`);
+    /// empty means "no default region" (only international numbers parse).
+    pub fn new(region: &str) -> Result<PhoneNormalizer, String> {
+        let region = region.trim();
+        if region.is_empty() {
+            return Ok(PhoneNormalizer { region: None });
+        }
+        country::Id::from_str(&region.to_ascii_uppercase())
+            .map(|id| PhoneNormalizer { region: Some(id) })
+            .map_err(|_| format!("unknown region code {region:?} (expected an ISO 3166 alpha-2 code such as US)"))
+    }
+
+    /// The E.164 form of `raw`, when it is a valid phone number.
+    pub fn e164(&self, raw: &str) -> Option<String> {
+        let raw = raw.trim();
+        let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+        if digits.len() <= MAX_EXTENSION_DIGITS && !raw.starts_with('+') {
+            return None;
+        }
+        let valid = |n: phonenumber::PhoneNumber| {
+            phonenumber::is_valid(&n).then(|| n.format().mode(phonenumber::Mode::E164).to_string())
+        };
+        let parsed = phonenumber::parse(self.region, raw).ok().and_then(valid);
+        parsed.or_else(|| {
+            // Country code without the `+` (8x8 `phoneNum: 447799147855`).
+            (!raw.starts_with('+')).then(|| phonenumber::parse(None, format!("+{digits}")).ok().and_then(valid)).flatten()
+        })
+    }
+
+    /// A party from a vendor's "phone number or name" field.
+    pub fn party(&self, raw: &str, role: PartyRole) -> Party {
+        let raw = raw.trim();
+        let mut party = Party { role: Some(role), ..Party::default() };
+        if raw.is_empty() {
+            return party;
+        }
+        let number = raw.strip_prefix("tel:").unwrap_or(raw);
+        if number.chars().any(|c| c.is_alphabetic()) {
+            party.display_name = raw.to_string();
+        } else {
+            party.phone_number = raw.to_string();
+            party.e164 = self.e164(number).unwrap_or_default();
+        }
+        party
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us() -> PhoneNormalizer {
+        PhoneNormalizer::new("US").unwrap()
+    }
+
+    #[test]
+    fn formatted_and_national_numbers_become_e164() {
+        assert_eq!(us().e164("+1 (415) 999-0000").as_deref(), Some("+14159990000"));
+        assert_eq!(us().e164("5515557212").as_deref(), Some("+15515557212"));
+        assert_eq!(us().e164("+15515557212").as_deref(), Some("+15515557212"));
+    }
+
+    #[test]
+    fn a_country_code_without_plus_is_recognised() {
+        assert_eq!(us().e164("447799147855").as_deref(), Some("+447799147855"));
+    }
+
+    #[test]
+    fn the_default_region_decides_national_numbers() {
+        let nl = PhoneNormalizer::new("nl").unwrap();
+        assert_eq!(nl.e164("0152511411").as_deref(), Some("+31152511411"));
+        assert!(PhoneNormalizer::new("XX").is_err());
+    }
+
+    #[test]
+    fn extensions_and_names_are_not_forced_into_numbers() {
+        let ext = us().party("40375", PartyRole::Agent);
+        assert_eq!((ext.phone_number.as_str(), ext.e164.as_str()), ("40375", ""));
+        let qc = us().party("Billing Queue Transfer", PartyRole::ThirdParty);
+        assert_eq!((qc.display_name.as_str(), qc.phone_number.as_str()), ("Billing Queue Transfer", ""));
+        let sip = us().party("wes", PartyRole::Agent);
+        assert_eq!(sip.display_name, "wes");
+    }
+
+    #[test]
+    fn garbage_keeps_the_raw_value_without_e164() {
+        let p = us().party("123456789012345678", PartyRole::Customer);
+        assert_eq!(p.phone_number, "123456789012345678");
+        assert_eq!(p.e164, "");
+    }
+}

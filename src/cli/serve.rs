@@ -1,0 +1,47 @@
+//! `switchboard serve`.
+
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::config::{Config, ServeArgs};
+use crate::telemetry;
+
+/// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args)?;
+    telemetry::init_logging(config.log_format, &config.log_level);
+    let app = App::build(config.clone()).await?;
+    tracing::info!(
+        grpc = %app.local_addr(),
+        metrics = ?app.metrics_addr(),
+        store = ?config.store,
+        version = env!("CARGO_PKG_VERSION"),
+        "switchboard serving"
+    );
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_watch(shutdown.clone()));
+    app.run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn signal_watch(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,195 @@
+//! Domain ⇄ protobuf conversions: the only place the two meet.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use prost::Message;
+
+use crate::domain::{self, Call, CallEvent, Detail, Party};
+use crate::proto::v1 as pb;
+
+/// A protobuf timestamp for a domain time.
+pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+}
+
+fn opt_ts(t: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
+    t.map(timestamp)
+}
+
+/// A domain time for a protobuf timestamp; `None` when out of range.
+pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return None;
+    }
+    Utc.timestamp_opt(t.seconds, t.nanos as u32).single()
+}
+
+fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+}
+
+/// A std duration for a protobuf duration; `None` when negative or invalid.
+pub fn from_duration(d: &prost_types::Duration) -> Option<Duration> {
+    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
+        return None;
+    }
+    Some(Duration::new(d.seconds as u64, d.nanos as u32))
+}
+
+fn num<T: Copy>(v: Option<T>, f: impl Fn(T) -> i32) -> i32 {
+    v.map(f).unwrap_or(0)
+}
+
+/// A party on the wire.
+pub fn party(p: &Party) -> pb::Party {
+    pb::Party {
+        role: num(p.role, |r| r.number()),
+        phone_number: p.phone_number.clone(),
+        e164: p.e164.clone(),
+        display_name: p.display_name.clone(),
+        agent_id: p.agent_id.clone(),
+        user_id: p.user_id.clone(),
+    }
+}
+
+fn recording(r: &domain::Recording) -> pb::Recording {
+    pb::Recording { state: num(r.state, |s| s.number()), url: r.url.clone() }
+}
+
+fn detail(d: &Detail) -> pb::call_event::Detail {
+    use pb::call_event::Detail as D;
+    match d {
+        Detail::Ended(e) => D::Ended(pb::EndedDetail {
+            outcome: num(e.outcome, |o| o.number()),
+            hangup_initiator: num(e.hangup_initiator, |r| r.number()),
+            reason: e.reason.clone(),
+            duration: e.duration.map(duration),
+            talk_duration: e.talk_duration.map(duration),
+            disposition: e.disposition.clone(),
+        }),
+        Detail::Transcript { utterance_id, text, sender_role, sent_at } => D::Transcript(pb::TranscriptDetail {
+            utterance_id: utterance_id.clone(),
+            text: text.clone(),
+            sender_role: num(*sender_role, |r| r.number()),
+            sent_at: opt_ts(*sent_at),
+        }),
+        Detail::Note { text, author } => D::Note(pb::NoteDetail { text: text.clone(), author: author.clone() }),
+        Detail::Flag { text, raised_by } => D::Flag(pb::FlagDetail { text: text.clone(), raised_by: raised_by.clone() }),
+        Detail::Recording(r) => D::Recording(recording(r)),
+        Detail::Participant(p) => D::Participant(pb::ParticipantDetail { party: Some(party(p)) }),
+        Detail::AgentStatus { state, reason } => {
+            D::AgentStatus(pb::AgentStatusDetail { state: state.clone(), reason: reason.clone() })
+        }
+        Detail::AudioStats(s) => D::AudioStats(pb::AudioStatsDetail {
+            channel: s.channel.clone(),
+            packets_lost: s.packets_lost,
+            packets_count: s.packets_count,
+            jitter_buffer_millis: s.jitter_buffer_millis,
+            round_trip_time_millis: s.round_trip_time_millis,
+        }),
+    }
+}
+
+/// An event on the wire.
+pub fn call_event(e: &CallEvent) -> pb::CallEvent {
+    pb::CallEvent {
+        event_id: e.event_id.clone(),
+        sequence: e.sequence,
+        call_sequence: e.call_sequence,
+        tenant_id: e.tenant_id.clone(),
+        call_id: e.call_id.clone(),
+        conversation_id: e.conversation_id.clone(),
+        r#type: e.event_type.number(),
+        occurred_at: Some(timestamp(e.occurred_at)),
+        received_at: Some(timestamp(e.received_at)),
+        vendor: e.vendor.number(),
+        vendor_event_type: e.vendor_event_type.clone(),
+        direction: num(e.direction, |d| d.number()),
+        state: num(e.state, |s| s.number()),
+        parties: e.parties.iter().map(party).collect(),
+        agent_id: e.agent_id.clone(),
+        queue_id: e.queue_id.clone(),
+        media: num(e.media, |m| m.number()),
+        detail: e.detail.as_ref().map(detail),
+        attributes: e.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    }
+}
+
+/// A call on the wire.
+pub fn call(c: &Call) -> pb::Call {
+    pb::Call {
+        call_id: c.call_id.clone(),
+        conversation_id: c.conversation_id.clone(),
+        tenant_id: c.tenant_id.clone(),
+        vendor: c.vendor.number(),
+        direction: num(c.direction, |d| d.number()),
+        state: c.state.number(),
+        outcome: num(c.outcome, |o| o.number()),
+        parties: c.parties.iter().map(party).collect(),
+        agent_ids: c.agent_ids.clone(),
+        queue_id: c.queue_id.clone(),
+        started_at: opt_ts(c.started_at),
+        queued_at: opt_ts(c.queued_at),
+        answered_at: opt_ts(c.answered_at),
+        ended_at: opt_ts(c.ended_at),
+        wrap_up_ended_at: opt_ts(c.wrap_up_ended_at),
+        on_hold: c.on_hold,
+        muted: c.muted,
+        recording: c.recording.as_ref().map(recording),
+        hold_count: c.hold_count,
+        total_hold: Some(duration(c.total_hold)),
+        talk_duration: c.talk_duration.map(duration),
+        notes: c.notes.clone(),
+        transcript_count: c.transcript_count,
+        last_sequence: c.last_sequence,
+        call_sequence: c.call_sequence,
+        updated_at: Some(timestamp(c.updated_at)),
+        duration: c.duration.map(duration),
+        disposition: c.disposition.clone(),
+        end_reason: c.end_reason.clone(),
+        hangup_initiator: num(c.hangup_initiator, |r| r.number()),
+        media: num(c.media, |m| m.number()),
+        attributes: c.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    }
+}
+
+/// The encoded `CallUpdate` of an event and the call after it: the bytes the
+/// log stores and subscribers receive.
+pub fn encode_update(event: &CallEvent, call_after: Option<&Call>) -> Bytes {
+    let update = pb::CallUpdate { event: Some(call_event(event)), call: call_after.map(call) };
+    Bytes::from(update.encode_to_vec())
+}
+
+/// Decodes the event of a stored `CallUpdate`.
+pub fn decode_event(update: &[u8]) -> Result<pb::CallEvent, prost::DecodeError> {
+    Ok(pb::CallUpdate::decode(update)?.event.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CallOutcome, CallState, Direction, EventType, Media, PartyRole, RecordingState, Vendor};
+
+    /// The domain enums carry the proto numbers; this proves the names agree,
+    /// so the two can never drift apart silently.
+    #[test]
+    fn domain_enums_match_the_proto_enums_by_number_and_name() {
+        fn check<D: Copy, P>(all: &[D], num: impl Fn(D) -> i32, name: impl Fn(D) -> &'static str, prefix: &str, pb_name: impl Fn(i32) -> Option<P>, pb_str: impl Fn(P) -> &'static str) {
+            for &v in all {
+                let p = pb_name(num(v)).unwrap_or_else(|| panic!("{prefix}{} missing in proto", name(v)));
+                assert_eq!(pb_str(p), format!("{prefix}{}", name(v)));
+            }
+        }
+        check(EventType::ALL, |v| v.number(), |v| v.name(), "EVENT_TYPE_", |n| pb::EventType::try_from(n).ok(), |p| p.as_str_name());
+        check(CallState::ALL, |v| v.number(), |v| v.name(), "CALL_STATE_", |n| pb::CallState::try_from(n).ok(), |p| p.as_str_name());
+        check(Vendor::ALL, |v| v.number(), |v| v.name(), "VENDOR_", |n| pb::Vendor::try_from(n).ok(), |p| p.as_str_name());
+        check(Direction::ALL, |v| v.number(), |v| v.name(), "DIRECTION_", |n| pb::Direction::try_from(n).ok(), |p| p.as_str_name());
+        check(PartyRole::ALL, |v| v.number(), |v| v.name(), "PARTY_ROLE_", |n| pb::PartyRole::try_from(n).ok(), |p| p.as_str_name());
+        check(CallOutcome::ALL, |v| v.number(), |v| v.name(), "CALL_OUTCOME_", |n| pb::CallOutcome::try_from(n).ok(), |p| p.as_str_name());
+        check(Media::ALL, |v| v.number(), |v| v.name(), "MEDIA_", |n| pb::Media::try_from(n).ok(), |p| p.as_str_name());
+        check(RecordingState::ALL, |v| v.number(), |v| v.name(), "RECORDING_STATE_", |n| pb::RecordingState::try_from(n).ok(), |p| p.as_str_name());
+        assert_eq!(pb::EventType::AgentStatusChanged as usize, EventType::ALL.len(), "every proto event type has a domain twin");
+    }
+}

@@ -1,0 +1,95 @@
+//! Assembles the gRPC server: our two services plus `grpc.health.v1`,
+//! reflection (v1 and v1alpha, for grpcurl and friends), gRPC-Web with CORS
+//! for browser relays, keepalive and message-size limits.
+
+use std::sync::Arc;
+
+use http::header::HeaderName;
+use futures_util::Stream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tonic::transport::Server;
+use tonic::transport::server::Connected;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::server::HealthReporter;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use super::calls::CallApi;
+use super::ingest::IngestApi;
+use crate::config::Config;
+use crate::proto::{self, v1 as pb};
+use crate::service::Services;
+
+/// The fully qualified names of our services, as health checks name them.
+pub const SERVICE_NAMES: [&str; 2] = ["switchboard.v1.IngestService", "switchboard.v1.CallService"];
+
+/// Sets every service (and the server as a whole, `""`) serving or not.
+pub async fn set_health(reporter: &HealthReporter, serving: bool) {
+    let status = if serving { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+    for name in SERVICE_NAMES.iter().chain(std::iter::once(&"")) {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::mirror_request()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    let headers = ["authorization", "content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "traceparent", "tracestate"]
+        .map(HeaderName::from_static);
+    let exposed = ["grpc-status", "grpc-message", "grpc-status-details-bin"].map(HeaderName::from_static);
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([http::Method::POST, http::Method::OPTIONS])
+        .allow_headers(headers)
+        .expose_headers(exposed)
+        .max_age(std::time::Duration::from_secs(86400))
+}
+
+/// Serves every service on `incoming` until `shutdown` completes, then
+/// drains in-flight requests (streams end on the services' own shutdown
+/// token).
+pub async fn serve<I, IO, IE, H>(
+    config: &Config,
+    services: Arc<Services>,
+    health: HealthServer<H>,
+    incoming: I,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error>
+where
+    I: Stream<Item = Result<IO, IE>>,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+    H: Health,
+{
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor set is valid");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the embedded descriptor set is valid");
+    let max = config.max_message_bytes;
+    let ingest = pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(services.clone()))
+        .max_decoding_message_size(max);
+    let calls = pb::call_service_server::CallServiceServer::new(CallApi::new(services)).max_decoding_message_size(max);
+    Server::builder()
+        .accept_http1(true)
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(config.keepalive_interval))
+        .http2_keepalive_timeout(Some(config.keepalive_timeout))
+        .max_concurrent_streams(Some(config.max_concurrent_streams))
+        .layer(cors(&config.cors_origins))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ingest)
+        .add_service(calls)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}

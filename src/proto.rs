@@ -1,0 +1,14 @@
+//! Generated protobuf and gRPC code. Only `grpc/`, `store/` record encoding
+//! and the CLI use it; the domain never does.
+
+#![allow(missing_docs, clippy::all, clippy::pedantic)]
+
+/// `switchboard.v1`: messages, clients and servers.
+pub mod v1 {
+    tonic::include_proto!("switchboard.v1");
+    include!(concat!(env!("OUT_DIR"), "/switchboard.v1.IngestService.rs"));
+    include!(concat!(env!("OUT_DIR"), "/switchboard.v1.CallService.rs"));
+}
+
+/// The encoded `FileDescriptorSet` of every proto, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/switchboard_descriptor.bin"));

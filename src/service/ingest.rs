@@ -1,0 +1,74 @@
+//! Ingest: adapter → store (dedup, state machine, append) → hub.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::{ServiceError, Services};
+use crate::domain::{TenantId, Vendor};
+use crate::store::{IngestBatch, IngestOutcome, Record};
+
+/// Longest accepted `request_id` and `vendor_event_type`.
+const MAX_KEY_LEN: usize = 128;
+
+/// One ingest request, validated at the edge except for the payload.
+#[derive(Clone, Debug)]
+pub struct IngestInput {
+    /// Owner.
+    pub tenant: TenantId,
+    /// The vendor, or `None` to detect it.
+    pub vendor: Option<Vendor>,
+    /// The vendor JSON.
+    pub payload: bytes::Bytes,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+    /// Vendor event type for envelopes without one.
+    pub vendor_event_type: Option<String>,
+    /// When the bridge received it.
+    pub bridge_received_at: Option<DateTime<Utc>>,
+}
+
+/// What an ingest did.
+#[derive(Clone, Debug)]
+pub struct IngestOutput {
+    /// Accepted, duplicate or ignored.
+    pub outcome: IngestOutcome,
+    /// The vendor used.
+    pub vendor: Vendor,
+    /// Why the payload was ignored, when it was.
+    pub ignored_reason: Option<String>,
+    /// The events (see `IngestResponse.events`).
+    pub records: Vec<Arc<Record>>,
+}
+
+impl Services {
+    /// Normalizes, dedups, applies and appends one payload.
+    pub async fn ingest(&self, input: IngestInput) -> Result<IngestOutput, ServiceError> {
+        let limit = self.options.max_payload_bytes;
+        if input.payload.len() > limit {
+            return Err(ServiceError::PayloadTooLarge { size: input.payload.len(), limit });
+        }
+        if input.payload.is_empty() {
+            return Err(ServiceError::invalid("payload", "must not be empty"));
+        }
+        for (field, v) in [("request_id", &input.request_id), ("vendor_event_type", &input.vendor_event_type)] {
+            if let Some(v) = v
+                && (v.len() > MAX_KEY_LEN || v.chars().any(char::is_control))
+            {
+                return Err(ServiceError::invalid(field, format!("must be at most {MAX_KEY_LEN} printable characters")));
+            }
+        }
+        let normalized = self.normalizer.normalize(input.vendor, &input.payload, input.vendor_event_type.as_deref())?;
+        let vendor = normalized.vendor;
+        let ignored_reason = normalized.ignored.clone();
+        let batch = IngestBatch {
+            tenant: input.tenant,
+            request_id: input.request_id,
+            normalized,
+            received_at: Utc::now(),
+            bridge_received_at: input.bridge_received_at,
+        };
+        let result = self.store.ingest(batch).await?;
+        Ok(IngestOutput { outcome: result.outcome, vendor, ignored_reason, records: result.records })
+    }
+}

@@ -1,0 +1,203 @@
+//! In-memory store: for tests and demos. Same semantics as the durable
+//! stores (dedup, retention, consistent snapshots); nothing survives a
+//! restart.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::planner::{self, DedupEntry, StateView};
+use super::{CallQuery, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, Store, StoreError, StoreOptions};
+use crate::domain::{Call, TenantId};
+use crate::hub::Hub;
+
+type Key = (String, String);
+
+#[derive(Default)]
+struct Inner {
+    events: VecDeque<Arc<Record>>,
+    calls: HashMap<Key, Call>,
+    correlated: HashMap<Key, String>,
+    dedup: HashMap<Key, DedupEntry>,
+    last: u64,
+    pruned_through: u64,
+    pruned_through_time: Option<DateTime<Utc>>,
+    closed: bool,
+}
+
+impl StateView for Inner {
+    fn call(&mut self, tenant: &str, call_id: &str) -> Result<Option<Call>, StoreError> {
+        Ok(self.calls.get(&(tenant.to_string(), call_id.to_string())).cloned())
+    }
+
+    fn latest_correlated(&mut self, tenant: &str, key: &str) -> Result<Option<Call>, StoreError> {
+        let id = self.correlated.get(&(tenant.to_string(), key.to_string())).cloned();
+        Ok(id.and_then(|id| self.calls.get(&(tenant.to_string(), id)).cloned()))
+    }
+
+    fn dedup(&mut self, tenant: &str, key: &str) -> Result<Option<DedupEntry>, StoreError> {
+        Ok(self.dedup.get(&(tenant.to_string(), key.to_string())).cloned())
+    }
+}
+
+impl Inner {
+    fn position(&self, after: u64) -> usize {
+        self.events.partition_point(|r| r.sequence <= after)
+    }
+
+    fn by_sequences(&self, seqs: &[u64]) -> Vec<Arc<Record>> {
+        seqs.iter()
+            .filter_map(|s| {
+                let i = self.position(s.saturating_sub(1));
+                self.events.get(i).filter(|r| r.sequence == *s).cloned()
+            })
+            .collect()
+    }
+}
+
+/// The in-memory store.
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    hub: Arc<Hub>,
+    opts: StoreOptions,
+}
+
+impl MemoryStore {
+    /// An empty store publishing to `hub`.
+    pub fn new(hub: Arc<Hub>, opts: StoreOptions) -> MemoryStore {
+        MemoryStore { inner: Mutex::new(Inner::default()), hub, opts }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.closed {
+            return Err(StoreError::Closed);
+        }
+        Ok(guard)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn ingest(&self, batch: IngestBatch) -> Result<IngestResult, StoreError> {
+        let mut inner = self.lock()?;
+        let mut next = inner.last + 1;
+        let plan = planner::plan(&batch, &mut *inner, &mut next, &self.opts)?;
+        let tenant = batch.tenant.as_str().to_string();
+        for (key, entry) in plan.dedup_writes {
+            inner.dedup.insert((tenant.clone(), key), entry);
+        }
+        if plan.outcome != IngestOutcome::Accepted {
+            let records = inner.by_sequences(&plan.duplicate_of);
+            return Ok(IngestResult { outcome: plan.outcome, records });
+        }
+        let mut records = Vec::with_capacity(plan.appended.len());
+        for (event, call) in &plan.appended {
+            let record = Arc::new(Record::from_event(event, call.as_ref()));
+            inner.events.push_back(record.clone());
+            inner.last = event.sequence;
+            if let Some(call) = call {
+                if let Some(key) = &call.correlation_key {
+                    inner.correlated.insert((tenant.clone(), key.clone()), call.call_id.clone());
+                }
+                inner.calls.insert((tenant.clone(), call.call_id.clone()), call.clone());
+            }
+            records.push(record);
+        }
+        // Publishing under the lock keeps the hub in log order.
+        self.hub.publish(&records);
+        Ok(IngestResult { outcome: IngestOutcome::Accepted, records })
+    }
+
+    async fn read(&self, tenant: &TenantId, after: u64, limit: usize) -> Result<Vec<Arc<Record>>, StoreError> {
+        let inner = self.lock()?;
+        if after < inner.pruned_through {
+            return Err(StoreError::CursorExpired { oldest: inner.pruned_through + 1 });
+        }
+        let start = inner.position(after);
+        Ok(inner.events.range(start..).filter(|r| r.tenant == tenant.as_str()).take(limit).cloned().collect())
+    }
+
+    async fn bounds(&self) -> Result<LogBounds, StoreError> {
+        let inner = self.lock()?;
+        Ok(LogBounds { last: inner.last, pruned_through: inner.pruned_through, pruned_through_time: inner.pruned_through_time })
+    }
+
+    async fn seek_time(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<u64, StoreError> {
+        let inner = self.lock()?;
+        if inner.pruned_through_time.is_some_and(|t| t >= since) {
+            return Err(StoreError::CursorExpired { oldest: inner.pruned_through + 1 });
+        }
+        let first = inner.events.iter().find(|r| r.tenant == tenant.as_str() && r.received_at >= since);
+        Ok(match first {
+            Some(r) => r.sequence - 1,
+            None => inner.last,
+        }
+        .max(inner.pruned_through))
+    }
+
+    async fn get_call(&self, tenant: &TenantId, call_id: &str) -> Result<Option<Call>, StoreError> {
+        Ok(self.lock()?.calls.get(&(tenant.as_str().to_string(), call_id.to_string())).cloned())
+    }
+
+    async fn list_calls(&self, tenant: &TenantId, query: &CallQuery) -> Result<Vec<Call>, StoreError> {
+        let inner = self.lock()?;
+        let mut calls: Vec<Call> =
+            inner.calls.iter().filter(|((t, _), c)| t == tenant.as_str() && query.matches(c)).map(|(_, c)| c.clone()).collect();
+        calls.sort_by(|a, b| b.first_sequence.cmp(&a.first_sequence));
+        calls.truncate(query.limit);
+        Ok(calls)
+    }
+
+    async fn snapshot(&self, tenant: &TenantId) -> Result<Snapshot, StoreError> {
+        let inner = self.lock()?;
+        let mut calls: Vec<Call> = inner
+            .calls
+            .iter()
+            .filter(|((t, _), c)| t == tenant.as_str() && c.state.is_active())
+            .map(|(_, c)| c.clone())
+            .collect();
+        calls.sort_by_key(|c| c.first_sequence);
+        Ok(Snapshot { calls, as_of: inner.last })
+    }
+
+    async fn prune(&self, now: DateTime<Utc>) -> Result<PruneStats, StoreError> {
+        let mut inner = self.lock()?;
+        let mut stats = PruneStats::default();
+        let max_age = self.opts.retention_max_age.and_then(|a| chrono::Duration::from_std(a).ok());
+        let over = |inner: &Inner| self.opts.retention_max_events.is_some_and(|m| inner.events.len() as u64 > m);
+        while let Some(front) = inner.events.front() {
+            let old = max_age.is_some_and(|a| front.received_at < now - a);
+            if !old && !over(&inner) {
+                break;
+            }
+            let (seq, t) = (front.sequence, front.received_at);
+            inner.events.pop_front();
+            inner.pruned_through = seq;
+            inner.pruned_through_time = Some(inner.pruned_through_time.map_or(t, |p| p.max(t)));
+            stats.events += 1;
+        }
+        let window = chrono::Duration::from_std(self.opts.dedup_window).unwrap_or(chrono::Duration::MAX);
+        let before = inner.dedup.len();
+        inner.dedup.retain(|_, e| e.created_at >= now - window);
+        stats.dedup_keys = (before - inner.dedup.len()) as u64;
+        let pruned = inner.pruned_through;
+        let before = inner.calls.len();
+        inner.calls.retain(|_, c| c.state.is_active() || c.last_sequence > pruned);
+        stats.calls = (before - inner.calls.len()) as u64;
+        let Inner { correlated, calls, .. } = &mut *inner;
+        correlated.retain(|(t, _), id| calls.contains_key(&(t.clone(), id.clone())));
+        Ok(stats)
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}

@@ -1,0 +1,276 @@
+//! The event log, call state and dedup keys behind one [`Store`] trait.
+//!
+//! * [`memory`]: tests and demos; nothing survives a restart.
+//! * [`sqlite`]: the default; one file, WAL, one writer thread with group
+//!   commit; survives `kill -9`.
+//!
+//! Every store runs the same [`planner`] (dedup, call-id resolution, state
+//! machine, sequence assignment) in one serialized section per commit, and
+//! hands committed records to the [`Hub`](crate::hub::Hub) in log order.
+
+pub mod memory;
+pub mod planner;
+mod record;
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Call, CallState, Direction, Normalized, TenantId, Vendor};
+
+pub use record::Record;
+
+/// One ingest request, ready for the store.
+#[derive(Clone, Debug)]
+pub struct IngestBatch {
+    /// Owner.
+    pub tenant: TenantId,
+    /// The request's idempotency key, when given.
+    pub request_id: Option<String>,
+    /// What the adapter made of the payload.
+    pub normalized: Normalized,
+    /// Server receive time.
+    pub received_at: DateTime<Utc>,
+    /// The bridge's receive time, when given.
+    pub bridge_received_at: Option<DateTime<Utc>>,
+}
+
+/// What became of an ingest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// New events were appended.
+    Accepted,
+    /// Nothing new.
+    Duplicate,
+    /// Not a call event.
+    Ignored,
+}
+
+impl IngestOutcome {
+    /// Label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            IngestOutcome::Accepted => "accepted",
+            IngestOutcome::Duplicate => "duplicate",
+            IngestOutcome::Ignored => "ignored",
+        }
+    }
+}
+
+/// The store's answer to an ingest.
+#[derive(Clone, Debug)]
+pub struct IngestResult {
+    /// What happened.
+    pub outcome: IngestOutcome,
+    /// The appended records, or for a duplicate those of the first delivery
+    /// still in the log.
+    pub records: Vec<Arc<Record>>,
+}
+
+/// The extent of the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogBounds {
+    /// The last sequence appended (0 when empty).
+    pub last: u64,
+    /// Every sequence up to and including this one was removed by retention.
+    pub pruned_through: u64,
+    /// The latest receive time among the removed events.
+    pub pruned_through_time: Option<DateTime<Utc>>,
+}
+
+impl LogBounds {
+    /// The oldest sequence that can still be read.
+    pub fn oldest_available(&self) -> u64 {
+        self.pruned_through + 1
+    }
+}
+
+/// A consistent view of a tenant's active calls.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Every active call.
+    pub calls: Vec<Call>,
+    /// The log position the calls reflect.
+    pub as_of: u64,
+}
+
+/// Lifecycle filter of [`CallQuery`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StateFilter {
+    /// Any call.
+    #[default]
+    Any,
+    /// Not ended.
+    Active,
+    /// Ended.
+    Ended,
+}
+
+/// A ListCalls query: newest first, keyset-paged on the call's first
+/// sequence (which never changes).
+#[derive(Clone, Debug, Default)]
+pub struct CallQuery {
+    /// Lifecycle.
+    pub state: StateFilter,
+    /// Vendor.
+    pub vendor: Option<Vendor>,
+    /// Direction.
+    pub direction: Option<Direction>,
+    /// Agent.
+    pub agent_id: Option<String>,
+    /// Queue.
+    pub queue_id: Option<String>,
+    /// Only calls whose first sequence is below this (the page cursor).
+    pub before_first_sequence: Option<u64>,
+    /// Page size.
+    pub limit: usize,
+}
+
+impl CallQuery {
+    /// Whether a call passes the filter part of the query.
+    pub fn matches(&self, c: &Call) -> bool {
+        let state_ok = match self.state {
+            StateFilter::Any => true,
+            StateFilter::Active => c.state != CallState::Ended,
+            StateFilter::Ended => c.state == CallState::Ended,
+        };
+        state_ok
+            && self.vendor.is_none_or(|v| v == c.vendor)
+            && self.direction.is_none_or(|d| Some(d) == c.direction)
+            && self.agent_id.as_ref().is_none_or(|a| c.agent_ids.contains(a))
+            && self.queue_id.as_ref().is_none_or(|q| *q == c.queue_id)
+            && self.before_first_sequence.is_none_or(|b| c.first_sequence < b)
+    }
+}
+
+/// Retention and dedup settings every store honours.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// How long dedup keys are remembered.
+    pub dedup_window: Duration,
+    /// How long a synthesized (8x8 agent panel) call stays open for
+    /// correlation without news.
+    pub correlation_window: Duration,
+    /// Events older than this are removed (`None`: no age limit).
+    pub retention_max_age: Option<Duration>,
+    /// At most this many events are kept (`None`: no count limit).
+    pub retention_max_events: Option<u64>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            dedup_window: Duration::from_secs(24 * 3600),
+            correlation_window: Duration::from_secs(4 * 3600),
+            retention_max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+            retention_max_events: None,
+        }
+    }
+}
+
+/// What a retention pass removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneStats {
+    /// Events removed.
+    pub events: u64,
+    /// Dedup keys removed.
+    pub dedup_keys: u64,
+    /// Ended calls removed.
+    pub calls: u64,
+}
+
+/// Store failures that callers branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot take or serve requests right now; retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The cursor points at events retention has removed.
+    #[error("cursor expired: oldest available sequence is {oldest}")]
+    CursorExpired {
+        /// The oldest sequence still readable.
+        oldest: u64,
+    },
+    /// The cursor is beyond the end of the log.
+    #[error("cursor {cursor} is ahead of the log (last sequence {last})")]
+    CursorAhead {
+        /// The requested cursor.
+        cursor: u64,
+        /// The last sequence in the log.
+        last: u64,
+    },
+    /// The store is shutting down.
+    #[error("store is closed")]
+    Closed,
+    /// Stored data could not be read back.
+    #[error("corrupt store data: {0}")]
+    Corrupt(String),
+    /// Any other backend failure.
+    #[error("store backend error: {0}")]
+    Backend(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// The event log, call state and dedup keys.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Dedups, applies and appends one ingest atomically; returns once the
+    /// events are durable (per the backend) and handed to the hub.
+    async fn ingest(&self, batch: IngestBatch) -> Result<IngestResult, StoreError>;
+
+    /// Up to `limit` records of `tenant` with sequence > `after`, in order.
+    /// `CursorExpired` when retention removed events after `after`.
+    async fn read(&self, tenant: &TenantId, after: u64, limit: usize) -> Result<Vec<Arc<Record>>, StoreError>;
+
+    /// The extent of the log.
+    async fn bounds(&self) -> Result<LogBounds, StoreError>;
+
+    /// The cursor (exclusive) of the first event of `tenant` received at or
+    /// after `since`. `CursorExpired` when retention removed such events.
+    async fn seek_time(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// One call.
+    async fn get_call(&self, tenant: &TenantId, call_id: &str) -> Result<Option<Call>, StoreError>;
+
+    /// A page of calls, newest first.
+    async fn list_calls(&self, tenant: &TenantId, query: &CallQuery) -> Result<Vec<Call>, StoreError>;
+
+    /// The tenant's active calls and the sequence they reflect, consistent
+    /// with each other.
+    async fn snapshot(&self, tenant: &TenantId) -> Result<Snapshot, StoreError>;
+
+    /// Applies retention and the dedup window as of `now`.
+    async fn prune(&self, now: DateTime<Utc>) -> Result<PruneStats, StoreError>;
+
+    /// Flushes and closes; later calls fail with `Closed`.
+    async fn close(&self) -> Result<(), StoreError>;
+
+    /// Whether the backend can currently take writes (for health).
+    fn is_healthy(&self) -> bool {
+        true
+    }
+
+    /// The backend's name (`memory`, `sqlite`, `nats`).
+    fn kind(&self) -> &'static str;
+}

@@ -1,0 +1,241 @@
+//! The serialized heart of ingest, shared by every store that assigns its own
+//! sequences: dedup (DESIGN §4.1), call-id resolution (§4.2), the state
+//! machine (§3.5) and sequence assignment, as one pure-ish pass over a
+//! [`StateView`] of the store.
+//!
+//! The store runs [`plan`] while it holds its write lock (memory) or inside
+//! its writer thread's transaction (sqlite), then persists the [`Plan`]
+//! atomically. Nothing here does I/O except through the view.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{IngestBatch, IngestOutcome, StoreError, StoreOptions};
+use crate::domain::identity::{event_id, short_hash};
+use crate::domain::lifecycle::{self, Applied, ApplyContext};
+use crate::domain::{Call, CallEvent, CallRef, CallState, Correlation, EventDraft, EventType};
+
+/// A remembered ingest: what a duplicate of it returns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupEntry {
+    /// The call the first delivery touched (empty for agent events).
+    pub call_id: String,
+    /// That call's `call_sequence` right after the first delivery.
+    pub call_sequence: u64,
+    /// The sequences the first delivery appended.
+    pub sequences: Vec<u64>,
+    /// When the first delivery was received (for the dedup window).
+    pub created_at: DateTime<Utc>,
+}
+
+/// Read access to the store's current state, including what earlier plans of
+/// the same commit wrote.
+pub trait StateView {
+    /// A call by id.
+    fn call(&mut self, tenant: &str, call_id: &str) -> Result<Option<Call>, StoreError>;
+    /// The most recent call with this correlation key (any state).
+    fn latest_correlated(&mut self, tenant: &str, key: &str) -> Result<Option<Call>, StoreError>;
+    /// A dedup entry by key.
+    fn dedup(&mut self, tenant: &str, key: &str) -> Result<Option<DedupEntry>, StoreError>;
+}
+
+/// What one ingest does to the store.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The outcome.
+    pub outcome: IngestOutcome,
+    /// New events with their sequences, each with its call after it (`None`
+    /// for agent events). A call touched twice appears twice; the last one
+    /// is its final state.
+    pub appended: Vec<(CallEvent, Option<Call>)>,
+    /// For a duplicate: the sequences of the first delivery.
+    pub duplicate_of: Vec<u64>,
+    /// Dedup keys to remember.
+    pub dedup_writes: Vec<(String, DedupEntry)>,
+}
+
+impl Plan {
+    fn duplicate(entry: &DedupEntry, request_key: Option<String>) -> Plan {
+        Plan {
+            outcome: IngestOutcome::Duplicate,
+            appended: Vec::new(),
+            duplicate_of: entry.sequences.clone(),
+            dedup_writes: request_key.map(|k| (k, entry.clone())).into_iter().collect(),
+        }
+    }
+}
+
+/// Plans one ingest. `next_sequence` is advanced past every sequence used.
+pub fn plan(
+    batch: &IngestBatch,
+    view: &mut dyn StateView,
+    next_sequence: &mut u64,
+    opts: &StoreOptions,
+) -> Result<Plan, StoreError> {
+    let tenant = batch.tenant.as_str();
+    let now = batch.received_at;
+    let n = &batch.normalized;
+    let request_key = batch.request_id.as_ref().map(|r| format!("req:{r}"));
+    let live = |e: Option<DedupEntry>| e.filter(|e| within(e.created_at, now, opts.dedup_window));
+
+    if let Some(k) = &request_key
+        && let Some(entry) = live(view.dedup(tenant, k)?)
+    {
+        return Ok(Plan::duplicate(&entry, None));
+    }
+    let identity_key = n.identity.key();
+    if let Some(entry) = live(view.dedup(tenant, &identity_key)?) {
+        let repeat = if !n.identity.is_content_hash() || entry.call_id.is_empty() {
+            true
+        } else {
+            // Content hashes only dedup a consecutive repeat: nothing else
+            // happened to the call since the first delivery.
+            view.call(tenant, &entry.call_id)?.is_some_and(|c| c.call_sequence == entry.call_sequence)
+        };
+        if repeat {
+            return Ok(Plan::duplicate(&entry, request_key));
+        }
+    }
+    if n.ignored.is_some() {
+        return Ok(Plan {
+            outcome: IngestOutcome::Ignored,
+            appended: Vec::new(),
+            duplicate_of: Vec::new(),
+            dedup_writes: Vec::new(),
+        });
+    }
+
+    let mut local: HashMap<String, Call> = HashMap::new();
+    let mut appended = Vec::new();
+    for (index, draft) in n.events.iter().enumerate() {
+        let ctx = ApplyContext {
+            tenant_id: tenant,
+            vendor: n.vendor,
+            vendor_event_type: &n.vendor_event_type,
+            received_at: now,
+            bridge_received_at: batch.bridge_received_at,
+            event_id: event_id(tenant, n.vendor, &identity_key, draft.event_type, index),
+        };
+        let Some(call_ref) = &draft.call else {
+            let mut event = lifecycle::agent_event(draft, &ctx);
+            event.sequence = take(next_sequence);
+            appended.push((event, None));
+            continue;
+        };
+        let (call_id, existing) = resolve(tenant, call_ref, draft, view, &local, batch, opts)?;
+        match lifecycle::apply(existing, &call_id, draft, &ctx) {
+            Applied::Duplicate => {}
+            Applied::Event { mut event, mut call } => {
+                let seq = take(next_sequence);
+                event.sequence = seq;
+                call.last_sequence = seq;
+                if call.first_sequence == 0 {
+                    call.first_sequence = seq;
+                }
+                if let CallRef::Correlate(c) = call_ref {
+                    call.correlation_key = Some(c.key.clone());
+                }
+                local.insert(call_id, (*call).clone());
+                appended.push((*event, Some(*call)));
+            }
+        }
+    }
+
+    if appended.is_empty() {
+        // Every event repeated a state the call is already in.
+        let entry = DedupEntry { call_id: String::new(), call_sequence: 0, sequences: Vec::new(), created_at: now };
+        return Ok(Plan::duplicate(&entry, request_key));
+    }
+    let (call_id, call_sequence) = appended
+        .iter()
+        .rev()
+        .find_map(|(_, c)| c.as_ref().map(|c| (c.call_id.clone(), c.call_sequence)))
+        .unwrap_or_default();
+    let entry = DedupEntry {
+        call_id,
+        call_sequence,
+        sequences: appended.iter().map(|(e, _)| e.sequence).collect(),
+        created_at: now,
+    };
+    let mut dedup_writes = vec![(identity_key, entry.clone())];
+    if let Some(k) = request_key {
+        dedup_writes.push((k, entry));
+    }
+    Ok(Plan { outcome: IngestOutcome::Accepted, appended, duplicate_of: Vec::new(), dedup_writes })
+}
+
+fn take(next: &mut u64) -> u64 {
+    let s = *next;
+    *next += 1;
+    s
+}
+
+fn within(t: DateTime<Utc>, now: DateTime<Utc>, window: std::time::Duration) -> bool {
+    (now - t).to_std().map_or(true, |age| age <= window)
+}
+
+/// Finds the call an event belongs to: its id and current state.
+fn resolve(
+    tenant: &str,
+    call_ref: &CallRef,
+    draft: &EventDraft,
+    view: &mut dyn StateView,
+    local: &HashMap<String, Call>,
+    batch: &IngestBatch,
+    opts: &StoreOptions,
+) -> Result<(String, Option<Call>), StoreError> {
+    match call_ref {
+        CallRef::Id(id) => {
+            let existing = match local.get(id) {
+                Some(c) => Some(c.clone()),
+                None => view.call(tenant, id)?,
+            };
+            Ok((id.clone(), existing))
+        }
+        CallRef::Correlate(c) => {
+            let latest = match local.values().find(|call| call.correlation_key.as_deref() == Some(&c.key)) {
+                Some(call) => Some(call.clone()),
+                None => view.latest_correlated(tenant, &c.key)?,
+            };
+            if let Some(call) = latest
+                && correlates(&call, c, draft.event_type, batch.received_at, opts)
+            {
+                return Ok((call.call_id.clone(), Some(call)));
+            }
+            let start = c.started_at.unwrap_or(batch.received_at).timestamp_millis().to_string();
+            let prefix = batch.normalized.vendor.call_id_prefix();
+            let id = format!("{prefix}:{}", short_hash(&[tenant.as_bytes(), c.key.as_bytes(), start.as_bytes()]));
+            let existing = match local.get(&id) {
+                Some(c) => Some(c.clone()),
+                None => view.call(tenant, &id)?,
+            };
+            Ok((id, existing))
+        }
+    }
+}
+
+/// The correlation rule for vendors without call ids (DESIGN §4.2), applied
+/// to the most recent call with the same key (tenant, vendor, number,
+/// direction):
+///
+/// 1. When both the event and that call know the start time, they are the
+///    same call exactly when the start times are equal (even if the call has
+///    ended: a late or repeated `terminated`).
+/// 2. Otherwise an open call is the event's call if it had news within the
+///    correlation window and the event does not move it backwards (an
+///    `offered` for a call already in wrap-up is the next call).
+/// 3. Anything else starts a new call whose id hashes the key and the start
+///    time (or, without one, the receive time).
+fn correlates(call: &Call, c: &Correlation, event_type: EventType, now: DateTime<Utc>, opts: &StoreOptions) -> bool {
+    if let (Some(a), Some(b)) = (c.started_at, call.started_at) {
+        return a == b;
+    }
+    if call.state == CallState::Ended {
+        return false;
+    }
+    let fresh = within(call.updated_at, now, opts.correlation_window);
+    let forward = lifecycle::advance_target(event_type).is_none_or(|t| t.rank() >= call.state.rank());
+    fresh && forward
+}
