@@ -24,10 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
 
     let fds = protox::compile(PROTOS, ["proto"])?;
-    fs::write(
-        out_dir.join("switchboard_descriptor.bin"),
-        fds.encode_to_vec(),
-    )?;
+    fs::write(out_dir.join("switchboard_descriptor.bin"), fds.encode_to_vec())?;
 
     tonic_prost_build::configure()
         .build_server(false)
@@ -35,19 +32,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".switchboard.v1.IngestRequest.payload")
         .compile_fds(fds)?;
 
-    tonic_build::manual::Builder::new()
-        .build_client(false)
-        .compile(&[ingest_service(), call_service()]);
+    tonic_build::manual::Builder::new().build_client(false).compile(&[ingest_service(), call_service()]);
     Ok(())
 }
 
-fn method(
-    name: &str,
-    route: &str,
-    input: &str,
-    output: &str,
-    codec: &str,
-) -> tonic_build::manual::MethodBuilder {
+fn method(name: &str, route: &str, input: &str, output: &str, codec: &str) -> tonic_build::manual::MethodBuilder {
     tonic_build::manual::Method::builder()
         .name(name)
         .route_name(route)

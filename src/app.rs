@@ -106,12 +106,23 @@ impl App {
         let stop_server = CancellationToken::new();
 
         let ops = metrics_listener.map(|l| {
-            let state = OpsState { metrics: telemetry::metrics_handle(), serving: serving.clone(), store: services.store.clone() };
+            let state = OpsState {
+                metrics: telemetry::metrics_handle(),
+                serving: serving.clone(),
+                store: services.store.clone(),
+            };
             tokio::spawn(http::serve(l, state, stop_server.clone().cancelled_owned()))
         });
-        let retention = tokio::spawn(retention_loop(services.store.clone(), config.retention_interval, stop_server.clone()));
+        let retention =
+            tokio::spawn(retention_loop(services.store.clone(), config.retention_interval, stop_server.clone()));
 
-        let grpc = server::serve(&config, services.clone(), health, TcpListenerStream::new(listener), stop_server.clone().cancelled_owned());
+        let grpc = server::serve(
+            &config,
+            services.clone(),
+            health,
+            TcpListenerStream::new(listener),
+            stop_server.clone().cancelled_owned(),
+        );
         tokio::pin!(grpc);
         tokio::select! {
             r = &mut grpc => {
@@ -133,7 +144,9 @@ impl App {
         stop_server.cancel();
         match tokio::time::timeout(SHUTDOWN_TIMEOUT, &mut grpc).await {
             Ok(r) => r?,
-            Err(_) => tracing::warn!("in-flight requests did not finish within {SHUTDOWN_TIMEOUT:?}"),
+            Err(_) => {
+                tracing::warn!("in-flight requests did not finish within {SHUTDOWN_TIMEOUT:?}")
+            }
         }
         retention.abort();
         if let Some(ops) = ops {
@@ -176,7 +189,12 @@ async fn retention_loop(store: Arc<dyn Store>, every: Duration, stop: Cancellati
         }
         match store.prune(chrono::Utc::now()).await {
             Ok(stats) if stats.events + stats.dedup_keys + stats.calls > 0 => {
-                tracing::info!(events = stats.events, dedup_keys = stats.dedup_keys, calls = stats.calls, "retention pass");
+                tracing::info!(
+                    events = stats.events,
+                    dedup_keys = stats.dedup_keys,
+                    calls = stats.calls,
+                    "retention pass"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention pass failed"),

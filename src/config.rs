@@ -277,7 +277,10 @@ impl Config {
             subscriber_buffer: args.subscriber_buffer.or(file.subscriber_buffer).unwrap_or(d.subscriber_buffer),
             max_payload_bytes: args.max_payload_bytes.or(file.max_payload_bytes).unwrap_or(d.max_payload_bytes),
             max_message_bytes: args.max_message_bytes.or(file.max_message_bytes).unwrap_or(d.max_message_bytes),
-            max_concurrent_streams: args.max_concurrent_streams.or(file.max_concurrent_streams).unwrap_or(d.max_concurrent_streams),
+            max_concurrent_streams: args
+                .max_concurrent_streams
+                .or(file.max_concurrent_streams)
+                .unwrap_or(d.max_concurrent_streams),
             keepalive_interval: args.keepalive_interval.or(file.keepalive_interval).unwrap_or(d.keepalive_interval),
             keepalive_timeout: args.keepalive_timeout.or(file.keepalive_timeout).unwrap_or(d.keepalive_timeout),
             default_region: args.default_region.clone().or(file.default_region).unwrap_or(d.default_region),
@@ -354,7 +357,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
-        assert!(matches!(Config::load(&ServeArgs { config: Some(path), ..ServeArgs::default() }), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            Config::load(&ServeArgs { config: Some(path), ..ServeArgs::default() }),
+            Err(ConfigError::Parse { .. })
+        ));
         let nats = ServeArgs { store: Some(StoreKind::Nats), ..ServeArgs::default() };
         assert!(matches!(Config::load(&nats), Err(ConfigError::Invalid(_))));
     }

@@ -43,7 +43,11 @@ async fn readyz(State(s): State<OpsState>) -> (StatusCode, &'static str) {
 }
 
 /// Serves the operations endpoints until `shutdown` completes.
-pub async fn serve(listener: TcpListener, state: OpsState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: OpsState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))

@@ -40,9 +40,9 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 fn describe() {
     metrics::describe_counter!("switchboard_ingest_total", "Ingest requests by vendor and outcome");
-    metrics::describe_counter!("switchboard_subscriber_lagged_total", "Subscribers moved from the live path to the log");
-    metrics::describe_gauge!(
-        "switchboard_build_info",
-        "Build information (value is always 1)"
+    metrics::describe_counter!(
+        "switchboard_subscriber_lagged_total",
+        "Subscribers moved from the live path to the log"
     );
+    metrics::describe_gauge!("switchboard_build_info", "Build information (value is always 1)");
 }

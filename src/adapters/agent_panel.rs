@@ -17,6 +17,10 @@ impl Adapter for AgentPanel {
         "AgentPanel (not yet implemented)"
     }
 
+    fn event_types(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
     fn detect(&self, _payload: &Value, _vendor_event_type: Option<&str>) -> bool {
         false
     }

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use serde_json::Value;
 
 /// Any JSON scalar, as vendors mix them.
@@ -63,15 +63,17 @@ fn is_na(s: &str) -> bool {
 pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match Option::<Scalar>::deserialize(d)? {
         None => Ok(None),
-        Some(Scalar::Num(n)) => {
-            n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64)).map(Some).ok_or_else(|| {
-                de::Error::custom(format!("expected a non-negative integer, got {n}"))
-            })
-        }
+        Some(Scalar::Num(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
+            .map(Some)
+            .ok_or_else(|| de::Error::custom(format!("expected a non-negative integer, got {n}"))),
         Some(Scalar::Str(s)) if s.trim().is_empty() || is_na(s.trim()) => Ok(None),
-        Some(Scalar::Str(s)) => {
-            s.trim().parse().map(Some).map_err(|_| de::Error::custom(format!("expected a non-negative integer, got {s:?}")))
-        }
+        Some(Scalar::Str(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| de::Error::custom(format!("expected a non-negative integer, got {s:?}"))),
         Some(Scalar::Bool(b)) => Err(de::Error::custom(format!("expected a non-negative integer, got {b}"))),
     }
 }
@@ -100,7 +102,9 @@ pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Erro
 pub fn opt_epoch_millis<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
     match opt_u64(d)? {
         None | Some(0) => Ok(None),
-        Some(ms) => millis(ms).map(Some).ok_or_else(|| de::Error::custom(format!("epoch milliseconds out of range: {ms}"))),
+        Some(ms) => {
+            millis(ms).map(Some).ok_or_else(|| de::Error::custom(format!("epoch milliseconds out of range: {ms}")))
+        }
     }
 }
 

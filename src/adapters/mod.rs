@@ -131,6 +131,10 @@ pub trait Adapter: Send + Sync {
     /// The payload shapes this adapter accepts, for error messages.
     fn shape(&self) -> &'static str;
 
+    /// Every vendor event type in the mapping table (tests check each has a
+    /// fixture).
+    fn event_types(&self) -> Vec<&'static str>;
+
     /// True when the payload plainly has this vendor's shape.
     fn detect(&self, payload: &Value, vendor_event_type: Option<&str>) -> bool;
 

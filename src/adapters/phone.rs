@@ -48,7 +48,9 @@ impl PhoneNormalizer {
         let parsed = phonenumber::parse(self.region, raw).ok().and_then(valid);
         parsed.or_else(|| {
             // Country code without the `+` (8x8 `phoneNum: 447799147855`).
-            (!raw.starts_with('+')).then(|| phonenumber::parse(None, format!("+{digits}")).ok().and_then(valid)).flatten()
+            (!raw.starts_with('+'))
+                .then(|| phonenumber::parse(None, format!("+{digits}")).ok().and_then(valid))
+                .flatten()
         })
     }
 

@@ -15,17 +15,19 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::lenient::{opt_epoch_millis, opt_text, opt_u64};
-use super::{from_value, Adapter, AdapterError, NormalizeContext};
+use super::{Adapter, AdapterError, NormalizeContext, from_value};
 use crate::domain::identity::canonical_json_hash;
-use crate::domain::{AudioStats, CallRef, Detail, Direction, EventDraft, EventType, Identity, Normalized, PartyRole, Vendor};
+use crate::domain::{
+    AudioStats, CallRef, Detail, Direction, EventDraft, EventType, Identity, Normalized, PartyRole, Vendor,
+};
 
 /// How a row's identity (dedup key) is formed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Id {
+enum Identify {
     /// One-shot per call: `type` + `callId`.
     Natural,
     /// `detail.id` (transcript, flags, note).
-    DetailId,
+    ByDetailId,
     /// Repeatable state events: hash of the payload.
     Hash,
 }
@@ -58,7 +60,7 @@ struct Row {
     /// The canonical event.
     canonical: EventType,
     /// Dedup identity.
-    id: Id,
+    id: Identify,
     /// Fields read.
     fields: Fields,
 }
@@ -66,25 +68,35 @@ struct Row {
 /// MAPPING: every Salesforce toolkit telephony event (v67.0, 19 events) →
 /// canonical event type, identity, and the detail fields that feed it.
 const MAPPING: &[Row] = &[
-    Row { name: "callstarted", canonical: EventType::CallStarted, id: Id::Natural, fields: Fields::Call },
-    Row { name: "callconnected", canonical: EventType::CallConnected, id: Id::Natural, fields: Fields::Call },
-    Row { name: "callended", canonical: EventType::CallEnded, id: Id::Natural, fields: Fields::CallId },
-    Row { name: "hold", canonical: EventType::CallHeld, id: Id::Hash, fields: Fields::Customer },
-    Row { name: "resume", canonical: EventType::CallResumed, id: Id::Hash, fields: Fields::Customer },
-    Row { name: "mute", canonical: EventType::CallMuted, id: Id::Hash, fields: Fields::CallId },
-    Row { name: "unmute", canonical: EventType::CallUnmuted, id: Id::Hash, fields: Fields::CallId },
-    Row { name: "participantadded", canonical: EventType::ParticipantJoined, id: Id::Hash, fields: Fields::Participant },
-    Row { name: "participantremoved", canonical: EventType::ParticipantLeft, id: Id::Hash, fields: Fields::Participant },
-    Row { name: "conference", canonical: EventType::ConferenceStarted, id: Id::Hash, fields: Fields::CallId },
-    Row { name: "swap", canonical: EventType::ParticipantsSwapped, id: Id::Hash, fields: Fields::CallId },
-    Row { name: "pauserecording", canonical: EventType::RecordingPaused, id: Id::Hash, fields: Fields::CallId },
-    Row { name: "resumerecording", canonical: EventType::RecordingResumed, id: Id::Hash, fields: Fields::CallId },
-    Row { name: "transcript", canonical: EventType::Transcript, id: Id::DetailId, fields: Fields::Transcript },
-    Row { name: "wrapupended", canonical: EventType::WrapUpEnded, id: Id::Natural, fields: Fields::CallId },
-    Row { name: "flagraise", canonical: EventType::FlagRaised, id: Id::DetailId, fields: Fields::Flag },
-    Row { name: "flaglower", canonical: EventType::FlagLowered, id: Id::DetailId, fields: Fields::Flag },
-    Row { name: "note", canonical: EventType::NoteAdded, id: Id::DetailId, fields: Fields::Note },
-    Row { name: "audiostats", canonical: EventType::AudioStats, id: Id::Hash, fields: Fields::AudioStats },
+    Row { name: "callstarted", canonical: EventType::CallStarted, id: Identify::Natural, fields: Fields::Call },
+    Row { name: "callconnected", canonical: EventType::CallConnected, id: Identify::Natural, fields: Fields::Call },
+    Row { name: "callended", canonical: EventType::CallEnded, id: Identify::Natural, fields: Fields::CallId },
+    Row { name: "hold", canonical: EventType::CallHeld, id: Identify::Hash, fields: Fields::Customer },
+    Row { name: "resume", canonical: EventType::CallResumed, id: Identify::Hash, fields: Fields::Customer },
+    Row { name: "mute", canonical: EventType::CallMuted, id: Identify::Hash, fields: Fields::CallId },
+    Row { name: "unmute", canonical: EventType::CallUnmuted, id: Identify::Hash, fields: Fields::CallId },
+    Row {
+        name: "participantadded",
+        canonical: EventType::ParticipantJoined,
+        id: Identify::Hash,
+        fields: Fields::Participant,
+    },
+    Row {
+        name: "participantremoved",
+        canonical: EventType::ParticipantLeft,
+        id: Identify::Hash,
+        fields: Fields::Participant,
+    },
+    Row { name: "conference", canonical: EventType::ConferenceStarted, id: Identify::Hash, fields: Fields::CallId },
+    Row { name: "swap", canonical: EventType::ParticipantsSwapped, id: Identify::Hash, fields: Fields::CallId },
+    Row { name: "pauserecording", canonical: EventType::RecordingPaused, id: Identify::Hash, fields: Fields::CallId },
+    Row { name: "resumerecording", canonical: EventType::RecordingResumed, id: Identify::Hash, fields: Fields::CallId },
+    Row { name: "transcript", canonical: EventType::Transcript, id: Identify::ByDetailId, fields: Fields::Transcript },
+    Row { name: "wrapupended", canonical: EventType::WrapUpEnded, id: Identify::Natural, fields: Fields::CallId },
+    Row { name: "flagraise", canonical: EventType::FlagRaised, id: Identify::ByDetailId, fields: Fields::Flag },
+    Row { name: "flaglower", canonical: EventType::FlagLowered, id: Identify::ByDetailId, fields: Fields::Flag },
+    Row { name: "note", canonical: EventType::NoteAdded, id: Identify::ByDetailId, fields: Fields::Note },
+    Row { name: "audiostats", canonical: EventType::AudioStats, id: Identify::Hash, fields: Fields::AudioStats },
 ];
 
 /// The union of all `detail` fields.
@@ -183,6 +195,10 @@ impl Adapter for Salesforce {
         "Salesforce Voice {type, detail}"
     }
 
+    fn event_types(&self) -> Vec<&'static str> {
+        MAPPING.iter().map(|r| r.name).collect()
+    }
+
     fn detect(&self, payload: &Value, _: Option<&str>) -> bool {
         payload.get("type").is_some_and(Value::is_string) && payload.get("detail").is_some_and(Value::is_object)
     }
@@ -201,14 +217,19 @@ impl Adapter for Salesforce {
         let vendor = Vendor::SalesforceVoice;
         let Some(row) = row(&event_type) else {
             let why = format!("unknown Salesforce event type {event_type:?}");
-            return Ok(Normalized::ignored(vendor, event_type, why, Identity::ContentHash(canonical_json_hash(payload))));
+            return Ok(Normalized::ignored(
+                vendor,
+                event_type,
+                why,
+                Identity::ContentHash(canonical_json_hash(payload)),
+            ));
         };
         let d: DetailFields = from_value(detail, "detail")?;
         let call_id = d.call_id.clone().ok_or_else(|| AdapterError::field("detail.callId", "required"))?;
         let call = format!("{}:{call_id}", vendor.call_id_prefix());
         let identity = match (row.id, &d.id) {
-            (Id::Natural, _) => Identity::Natural(format!("sf:{}:{call_id}", row.name)),
-            (Id::DetailId, Some(id)) => Identity::VendorId(format!("sf:{}:{id}", row.name)),
+            (Identify::Natural, _) => Identity::Natural(format!("sf:{}:{call_id}", row.name)),
+            (Identify::ByDetailId, Some(id)) => Identity::VendorId(format!("sf:{}:{id}", row.name)),
             _ => Identity::ContentHash(canonical_json_hash(payload)),
         };
         let mut base = EventDraft::new(row.canonical, Some(CallRef::Id(call.clone())));
@@ -229,7 +250,10 @@ impl Adapter for Salesforce {
             Fields::Call => {
                 if let Some(ct) = &d.call_type {
                     base.direction = direction(ct).map_err(|()| {
-                        AdapterError::field("detail.callType", format!("unknown call type {ct:?}; expected \"inbound\" or \"outbound\""))
+                        AdapterError::field(
+                            "detail.callType",
+                            format!("unknown call type {ct:?}; expected \"inbound\" or \"outbound\""),
+                        )
                     })?;
                 }
                 if let Some(p) = &d.participant {
@@ -245,7 +269,8 @@ impl Adapter for Salesforce {
                 events.push(base);
             }
             Fields::Participant => {
-                let p = d.participant.as_deref().ok_or_else(|| AdapterError::field("detail.participant", "required"))?;
+                let p =
+                    d.participant.as_deref().ok_or_else(|| AdapterError::field("detail.participant", "required"))?;
                 base.detail = Some(Detail::Participant(ctx.phone.party(p, PartyRole::ThirdParty)));
                 events.push(base);
             }
@@ -319,15 +344,33 @@ mod tests {
     #[test]
     fn every_documented_event_has_a_mapping_row_in_both_namings() {
         let lwc = [
-            "audiostats", "callstarted", "callconnected", "callended", "hold", "resume", "mute", "unmute",
-            "participantadded", "participantremoved", "conference", "swap", "pauserecording", "resumerecording",
-            "transcript", "wrapupended", "flagraise", "flaglower", "note",
+            "audiostats",
+            "callstarted",
+            "callconnected",
+            "callended",
+            "hold",
+            "resume",
+            "mute",
+            "unmute",
+            "participantadded",
+            "participantremoved",
+            "conference",
+            "swap",
+            "pauserecording",
+            "resumerecording",
+            "transcript",
+            "wrapupended",
+            "flagraise",
+            "flaglower",
+            "note",
         ];
         assert_eq!(lwc.len(), 19);
         for name in lwc {
             assert!(row(name).is_some(), "{name}");
         }
-        for aura in ["CALL_STARTED", "PARTICIPANT_ADDED", "WRAP_UP_ENDED", "AUDIO_STATS", "PAUSE_RECORDING", "FLAG_RAISE"] {
+        for aura in
+            ["CALL_STARTED", "PARTICIPANT_ADDED", "WRAP_UP_ENDED", "AUDIO_STATS", "PAUSE_RECORDING", "FLAG_RAISE"]
+        {
             assert!(row(aura).is_some(), "{aura}");
         }
     }

@@ -2,9 +2,10 @@
 
 use std::process::ExitCode;
 
+use super::ClientArgs;
 use super::client::parse_vendor;
-use super::{ClientArgs, json};
 use crate::domain::Direction;
+use crate::grpc::json;
 use crate::proto::v1 as pb;
 use crate::proto::v1::call_service_client::CallServiceClient;
 
@@ -76,7 +77,12 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<ExitCode> {
             };
             let mut page_token = String::new();
             loop {
-                let req = pb::ListCallsRequest { filter: Some(filter.clone()), page_size, page_token, tenant_id: tenant_id.clone() };
+                let req = pb::ListCallsRequest {
+                    filter: Some(filter.clone()),
+                    page_size,
+                    page_token,
+                    tenant_id: tenant_id.clone(),
+                };
                 let resp = client.list_calls(req).await?.into_inner();
                 for call in &resp.calls {
                     println!("{}", json::message(call, "switchboard.v1.Call"));

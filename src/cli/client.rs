@@ -31,7 +31,7 @@ pub fn parse_vendor(s: &str) -> Result<i32, String> {
     if norm == "AUTO" || norm == "UNSPECIFIED" {
         return Ok(0);
     }
-    crate::domain::Vendor::from_name(norm)
-        .map(|v| v.number())
-        .ok_or_else(|| format!("unknown vendor {s:?}; one of: auto, 8x8_agent_panel, 8x8_event_streaming, xelion, salesforce_voice"))
+    crate::domain::Vendor::from_name(norm).map(|v| v.number()).ok_or_else(|| {
+        format!("unknown vendor {s:?}; one of: auto, 8x8_agent_panel, 8x8_event_streaming, xelion, salesforce_voice")
+    })
 }

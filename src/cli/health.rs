@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 use super::ClientArgs;
 

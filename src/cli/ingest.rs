@@ -7,8 +7,9 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::ClientArgs;
 use super::client::parse_vendor;
-use super::{ClientArgs, json};
+use crate::grpc::json;
 use crate::proto::v1 as pb;
 use crate::proto::v1::ingest_service_client::IngestServiceClient;
 
@@ -86,9 +87,17 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             Err(status) => {
                 failed += 1;
                 let details = tonic_types::StatusExt::get_details_bad_request(&status)
-                    .map(|b| b.field_violations.iter().map(|v| json!({"field": v.field, "description": v.description})).collect::<Vec<_>>())
+                    .map(|b| {
+                        b.field_violations
+                            .iter()
+                            .map(|v| json!({"field": v.field, "description": v.description}))
+                            .collect::<Vec<_>>()
+                    })
                     .unwrap_or_default();
-                println!("{}", json!({"source": origin, "error": {"code": format!("{:?}", status.code()), "message": status.message(), "violations": details}}));
+                println!(
+                    "{}",
+                    json!({"source": origin, "error": {"code": format!("{:?}", status.code()), "message": status.message(), "violations": details}})
+                );
             }
         }
     }

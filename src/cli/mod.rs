@@ -5,7 +5,6 @@ mod calls;
 mod client;
 mod health;
 mod ingest;
-mod json;
 mod serve;
 mod subscribe;
 

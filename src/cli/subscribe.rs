@@ -6,9 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
+use super::ClientArgs;
 use super::client::parse_vendor;
-use super::{ClientArgs, json};
 use crate::domain::{Direction, EventType};
+use crate::grpc::json;
 use crate::proto::v1 as pb;
 use crate::proto::v1::call_service_client::CallServiceClient;
 
@@ -147,14 +148,20 @@ pub async fn run(args: SubscribeArgs) -> anyhow::Result<ExitCode> {
         start: args.start.to_proto(),
         include_snapshot: args.snapshot,
         tenant_id: args.client.tenant.clone(),
-        heartbeat_interval: args.heartbeat.map(|d| prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }),
+        heartbeat_interval: args
+            .heartbeat
+            .map(|d| prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }),
     };
     stream(&args.client, req, args.checkpoints, false).await
 }
 
 /// Prints the log from the start point up to the live head.
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let start = StartArgs { after: args.after, since: args.since, from_beginning: args.after.is_none() && args.since.is_none() };
+    let start = StartArgs {
+        after: args.after,
+        since: args.since,
+        from_beginning: args.after.is_none() && args.since.is_none(),
+    };
     let req = pb::SubscribeRequest {
         filter: Some(args.filter.to_proto()),
         start: start.to_proto(),

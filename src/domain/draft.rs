@@ -7,9 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::model::{
-    CallOutcome, Detail, Direction, EventType, Media, Party, PartyRole, Recording, Vendor,
-};
+use super::model::{CallOutcome, Detail, Direction, EventType, Media, Party, PartyRole, Recording, Vendor};
 
 /// The result of normalizing one vendor payload.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,7 +27,12 @@ pub struct Normalized {
 
 impl Normalized {
     /// A payload that is understood but produces nothing.
-    pub fn ignored(vendor: Vendor, vendor_event_type: impl Into<String>, why: impl Into<String>, identity: Identity) -> Self {
+    pub fn ignored(
+        vendor: Vendor,
+        vendor_event_type: impl Into<String>,
+        why: impl Into<String>,
+        identity: Identity,
+    ) -> Self {
         Normalized {
             vendor,
             vendor_event_type: vendor_event_type.into(),

@@ -123,7 +123,11 @@ mod tests {
     fn agent_events_without_a_call_fail_call_filters() {
         let mut f = EventFilter::default();
         f.call_ids.insert("sf:1".into());
-        let agent_event = EventMeta { event_type: Some(EventType::AgentStatusChanged), agent_ids: vec!["a1".into()], ..EventMeta::default() };
+        let agent_event = EventMeta {
+            event_type: Some(EventType::AgentStatusChanged),
+            agent_ids: vec!["a1".into()],
+            ..EventMeta::default()
+        };
         assert!(!f.matches(&agent_event));
     }
 }

@@ -17,7 +17,9 @@
 use chrono::{DateTime, Utc};
 
 use super::draft::{CallFacts, EventDraft, VendorOrder};
-use super::model::{Call, CallEvent, CallOutcome, CallState, Detail, Direction, EventType, Party, Recording, RecordingState, Vendor};
+use super::model::{
+    Call, CallEvent, CallOutcome, CallState, Detail, Direction, EventType, Party, Recording, RecordingState, Vendor,
+};
 
 /// Who and when, for one application of a draft.
 #[derive(Clone, Debug)]
@@ -182,7 +184,8 @@ pub fn apply(call: Option<Call>, call_id: &str, draft: &EventDraft, ctx: &ApplyC
 
 /// Builds an agent event (no call, no state).
 pub fn agent_event(draft: &EventDraft, ctx: &ApplyContext<'_>) -> CallEvent {
-    let mut event = build_event_base(draft, ctx, draft.occurred_at.or(ctx.bridge_received_at).unwrap_or(ctx.received_at));
+    let mut event =
+        build_event_base(draft, ctx, draft.occurred_at.or(ctx.bridge_received_at).unwrap_or(ctx.received_at));
     event.state = None;
     event
 }
@@ -198,6 +201,7 @@ fn implies_answered(t: EventType) -> bool {
             | EventType::ParticipantsSwapped
             | EventType::RecordingPaused
             | EventType::RecordingResumed
+            | EventType::Transcript
     )
 }
 
@@ -328,9 +332,7 @@ fn apply_effects(call: &mut Call, draft: &EventDraft, before: CallState, when: D
     if now_on_hold && before != CallState::OnHold {
         call.hold_count += 1;
         call.hold_started_at = Some(when);
-    } else if !now_on_hold
-        && let Some(start) = call.hold_started_at.take()
-    {
+    } else if !now_on_hold && let Some(start) = call.hold_started_at.take() {
         call.total_hold += (when - start).to_std().unwrap_or_default();
     }
     call.on_hold = now_on_hold;
@@ -532,7 +534,8 @@ mod tests {
 
     #[test]
     fn an_inbound_call_walks_forward_and_ends_completed() {
-        let (states, call) = run(&[draft(CallStarted), draft(CallQueued), draft(CallOffered), draft(CallConnected), draft(CallEnded)]);
+        let (states, call) =
+            run(&[draft(CallStarted), draft(CallQueued), draft(CallOffered), draft(CallConnected), draft(CallEnded)]);
         assert_eq!(states, vec![Some(Initiated), Some(Queued), Some(Ringing), Some(Connected), Some(Ended)]);
         assert_eq!(call.outcome, Some(CallOutcome::Completed));
         assert_eq!(call.call_sequence, 5);
@@ -541,7 +544,8 @@ mod tests {
 
     #[test]
     fn hold_while_on_hold_is_a_duplicate_and_hold_time_is_counted() {
-        let (states, call) = run(&[draft(CallConnected), draft(CallHeld), draft(CallHeld), draft(CallResumed), draft(CallResumed)]);
+        let (states, call) =
+            run(&[draft(CallConnected), draft(CallHeld), draft(CallHeld), draft(CallResumed), draft(CallResumed)]);
         assert_eq!(states, vec![Some(Connected), Some(OnHold), None, Some(Connected), None]);
         assert_eq!(call.hold_count, 1);
         assert_eq!(call.total_hold, std::time::Duration::from_secs(2));
@@ -551,7 +555,8 @@ mod tests {
 
     #[test]
     fn ended_is_terminal_but_late_events_are_recorded() {
-        let (states, call) = run(&[draft(CallConnected), draft(CallEnded), draft(CallHeld), draft(WrapUpEnded), draft(CallConnected)]);
+        let (states, call) =
+            run(&[draft(CallConnected), draft(CallEnded), draft(CallHeld), draft(WrapUpEnded), draft(CallConnected)]);
         assert_eq!(states, vec![Some(Connected), Some(Ended), Some(Ended), Some(Ended), Some(Ended)]);
         assert!(call.wrap_up_ended_at.is_some());
         assert!(!call.on_hold);
@@ -649,7 +654,8 @@ mod tests {
 
     #[test]
     fn recording_pause_and_resume_track_recording_state() {
-        let (states, call) = run(&[draft(CallConnected), draft(RecordingPaused), draft(RecordingPaused), draft(RecordingResumed)]);
+        let (states, call) =
+            run(&[draft(CallConnected), draft(RecordingPaused), draft(RecordingPaused), draft(RecordingResumed)]);
         assert_eq!(states, vec![Some(Connected), Some(Connected), None, Some(Connected)]);
         assert_eq!(call.recording.and_then(|r| r.state), Some(RecordingState::Active));
     }

@@ -45,7 +45,12 @@ impl Violations {
         self.0.push(FieldViolation::new(field, why));
     }
 
-    fn enums<T: std::hash::Hash + Eq>(&mut self, field: &str, values: &[i32], conv: impl Fn(i32) -> Option<T>) -> HashSet<T> {
+    fn enums<T: std::hash::Hash + Eq>(
+        &mut self,
+        field: &str,
+        values: &[i32],
+        conv: impl Fn(i32) -> Option<T>,
+    ) -> HashSet<T> {
         let mut out = HashSet::new();
         for (i, v) in values.iter().enumerate() {
             match conv(*v) {
@@ -59,11 +64,7 @@ impl Violations {
     }
 
     fn finish(self) -> Result<(), Status> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(to_status(ServiceError::InvalidRequest(self.0)))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(to_status(ServiceError::InvalidRequest(self.0))) }
     }
 }
 
@@ -94,7 +95,10 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<EncodedResponse, Status>
 impl pb::call_service_server::CallService for CallApi {
     type SubscribeStream = SubscribeStream;
 
-    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
         let tenant = tenancy::resolve(&request, &request.get_ref().tenant_id)?;
         let req = request.into_inner();
         let mut v = Violations::default();
@@ -121,7 +125,13 @@ impl pb::call_service_server::CallService for CallApi {
             }
         };
         v.finish()?;
-        let spec = SubscribeSpec { tenant, filter: Arc::new(filter), start, include_snapshot: req.include_snapshot, heartbeat };
+        let spec = SubscribeSpec {
+            tenant,
+            filter: Arc::new(filter),
+            start,
+            include_snapshot: req.include_snapshot,
+            heartbeat,
+        };
         let stream = self.services.subscribe(spec).await.map_err(to_status)?;
         Ok(Response::new(Box::pin(stream.map(|r| r.map_err(|e| to_status(ServiceError::Store(e)))))))
     }
@@ -132,12 +142,19 @@ impl pb::call_service_server::CallService for CallApi {
         Ok(Response::new(pb::GetCallResponse { call: Some(convert::call(&call)) }))
     }
 
-    async fn list_calls(&self, request: Request<pb::ListCallsRequest>) -> Result<Response<pb::ListCallsResponse>, Status> {
+    async fn list_calls(
+        &self,
+        request: Request<pb::ListCallsRequest>,
+    ) -> Result<Response<pb::ListCallsResponse>, Status> {
         let tenant = tenancy::resolve(&request, &request.get_ref().tenant_id)?;
         let req = request.into_inner();
         let f = req.filter.unwrap_or_default();
         let bad = |field: &str, n: i32| {
-            bad_request(format!("{field}: unknown value {n}"), "INVALID_REQUEST", &[FieldViolation::new(field, format!("unknown value {n}"))])
+            bad_request(
+                format!("{field}: unknown value {n}"),
+                "INVALID_REQUEST",
+                &[FieldViolation::new(field, format!("unknown value {n}"))],
+            )
         };
         let state = match pb::CallStateFilter::try_from(f.state) {
             Ok(pb::CallStateFilter::Unspecified | pb::CallStateFilter::Any) => StateFilter::Any,

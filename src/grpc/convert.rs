@@ -76,7 +76,9 @@ fn detail(d: &Detail) -> pb::call_event::Detail {
             sent_at: opt_ts(*sent_at),
         }),
         Detail::Note { text, author } => D::Note(pb::NoteDetail { text: text.clone(), author: author.clone() }),
-        Detail::Flag { text, raised_by } => D::Flag(pb::FlagDetail { text: text.clone(), raised_by: raised_by.clone() }),
+        Detail::Flag { text, raised_by } => {
+            D::Flag(pb::FlagDetail { text: text.clone(), raised_by: raised_by.clone() })
+        }
         Detail::Recording(r) => D::Recording(recording(r)),
         Detail::Participant(p) => D::Participant(pb::ParticipantDetail { party: Some(party(p)) }),
         Detail::AgentStatus { state, reason } => {
@@ -176,20 +178,80 @@ mod tests {
     /// so the two can never drift apart silently.
     #[test]
     fn domain_enums_match_the_proto_enums_by_number_and_name() {
-        fn check<D: Copy, P>(all: &[D], num: impl Fn(D) -> i32, name: impl Fn(D) -> &'static str, prefix: &str, pb_name: impl Fn(i32) -> Option<P>, pb_str: impl Fn(P) -> &'static str) {
+        fn check<D: Copy, P>(
+            all: &[D],
+            num: impl Fn(D) -> i32,
+            name: impl Fn(D) -> &'static str,
+            prefix: &str,
+            pb_name: impl Fn(i32) -> Option<P>,
+            pb_str: impl Fn(P) -> &'static str,
+        ) {
             for &v in all {
                 let p = pb_name(num(v)).unwrap_or_else(|| panic!("{prefix}{} missing in proto", name(v)));
                 assert_eq!(pb_str(p), format!("{prefix}{}", name(v)));
             }
         }
-        check(EventType::ALL, |v| v.number(), |v| v.name(), "EVENT_TYPE_", |n| pb::EventType::try_from(n).ok(), |p| p.as_str_name());
-        check(CallState::ALL, |v| v.number(), |v| v.name(), "CALL_STATE_", |n| pb::CallState::try_from(n).ok(), |p| p.as_str_name());
-        check(Vendor::ALL, |v| v.number(), |v| v.name(), "VENDOR_", |n| pb::Vendor::try_from(n).ok(), |p| p.as_str_name());
-        check(Direction::ALL, |v| v.number(), |v| v.name(), "DIRECTION_", |n| pb::Direction::try_from(n).ok(), |p| p.as_str_name());
-        check(PartyRole::ALL, |v| v.number(), |v| v.name(), "PARTY_ROLE_", |n| pb::PartyRole::try_from(n).ok(), |p| p.as_str_name());
-        check(CallOutcome::ALL, |v| v.number(), |v| v.name(), "CALL_OUTCOME_", |n| pb::CallOutcome::try_from(n).ok(), |p| p.as_str_name());
+        check(
+            EventType::ALL,
+            |v| v.number(),
+            |v| v.name(),
+            "EVENT_TYPE_",
+            |n| pb::EventType::try_from(n).ok(),
+            |p| p.as_str_name(),
+        );
+        check(
+            CallState::ALL,
+            |v| v.number(),
+            |v| v.name(),
+            "CALL_STATE_",
+            |n| pb::CallState::try_from(n).ok(),
+            |p| p.as_str_name(),
+        );
+        check(
+            Vendor::ALL,
+            |v| v.number(),
+            |v| v.name(),
+            "VENDOR_",
+            |n| pb::Vendor::try_from(n).ok(),
+            |p| p.as_str_name(),
+        );
+        check(
+            Direction::ALL,
+            |v| v.number(),
+            |v| v.name(),
+            "DIRECTION_",
+            |n| pb::Direction::try_from(n).ok(),
+            |p| p.as_str_name(),
+        );
+        check(
+            PartyRole::ALL,
+            |v| v.number(),
+            |v| v.name(),
+            "PARTY_ROLE_",
+            |n| pb::PartyRole::try_from(n).ok(),
+            |p| p.as_str_name(),
+        );
+        check(
+            CallOutcome::ALL,
+            |v| v.number(),
+            |v| v.name(),
+            "CALL_OUTCOME_",
+            |n| pb::CallOutcome::try_from(n).ok(),
+            |p| p.as_str_name(),
+        );
         check(Media::ALL, |v| v.number(), |v| v.name(), "MEDIA_", |n| pb::Media::try_from(n).ok(), |p| p.as_str_name());
-        check(RecordingState::ALL, |v| v.number(), |v| v.name(), "RECORDING_STATE_", |n| pb::RecordingState::try_from(n).ok(), |p| p.as_str_name());
-        assert_eq!(pb::EventType::AgentStatusChanged as usize, EventType::ALL.len(), "every proto event type has a domain twin");
+        check(
+            RecordingState::ALL,
+            |v| v.number(),
+            |v| v.name(),
+            "RECORDING_STATE_",
+            |n| pb::RecordingState::try_from(n).ok(),
+            |p| p.as_str_name(),
+        );
+        assert_eq!(
+            pb::EventType::AgentStatusChanged as usize,
+            EventType::ALL.len(),
+            "every proto event type has a domain twin"
+        );
     }
 }

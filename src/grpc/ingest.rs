@@ -70,6 +70,10 @@ impl pb::ingest_service_server::IngestService for IngestApi {
                 tracing::error!(error = %e, "stored event does not decode");
                 Status::internal("internal error")
             })?;
-        Ok(Response::new(pb::IngestResponse { outcome: outcome(out.outcome) as i32, events, vendor: out.vendor.number() }))
+        Ok(Response::new(pb::IngestResponse {
+            outcome: outcome(out.outcome) as i32,
+            events,
+            vendor: out.vendor.number(),
+        }))
     }
 }

@@ -4,6 +4,7 @@
 pub mod calls;
 pub mod convert;
 pub mod ingest;
+pub mod json;
 pub mod server;
 pub mod status;
 pub mod tenancy;

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use http::header::HeaderName;
 use futures_util::Stream;
+use http::header::HeaderName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::transport::Server;
 use tonic::transport::server::Connected;
@@ -36,8 +36,9 @@ fn cors(origins: &[String]) -> CorsLayer {
     } else {
         AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
     };
-    let headers = ["authorization", "content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "traceparent", "tracestate"]
-        .map(HeaderName::from_static);
+    let headers =
+        ["authorization", "content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "traceparent", "tracestate"]
+            .map(HeaderName::from_static);
     let exposed = ["grpc-status", "grpc-message", "grpc-status-details-bin"].map(HeaderName::from_static);
     CorsLayer::new()
         .allow_origin(allow)

@@ -17,7 +17,13 @@ pub const ERROR_DOMAIN: &str = "switchboard";
 /// How long clients should wait before retrying an unavailable store.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 
-fn with_info(code: Code, message: String, reason: &str, metadata: HashMap<String, String>, mut details: ErrorDetails) -> Status {
+fn with_info(
+    code: Code,
+    message: String,
+    reason: &str,
+    metadata: HashMap<String, String>,
+    mut details: ErrorDetails,
+) -> Status {
     details.set_error_info(reason, ERROR_DOMAIN, metadata);
     Status::with_error_details(code, message, details)
 }
@@ -35,12 +41,17 @@ pub fn bad_request(message: String, reason: &str, violations: &[FieldViolation])
 pub fn to_status(err: ServiceError) -> Status {
     match err {
         ServiceError::Adapter(e) => bad_request(e.to_string(), &e.reason().to_ascii_uppercase(), &e.violations()),
-        ServiceError::InvalidRequest(v) => bad_request(ServiceError::InvalidRequest(v.clone()).to_string(), "INVALID_REQUEST", &v),
+        ServiceError::InvalidRequest(v) => {
+            bad_request(ServiceError::InvalidRequest(v.clone()).to_string(), "INVALID_REQUEST", &v)
+        }
         ServiceError::PayloadTooLarge { size, limit } => with_info(
             Code::ResourceExhausted,
             format!("payload of {size} bytes exceeds the limit of {limit} bytes"),
             "PAYLOAD_TOO_LARGE",
-            HashMap::from([("limit_bytes".to_string(), limit.to_string()), ("size_bytes".to_string(), size.to_string())]),
+            HashMap::from([
+                ("limit_bytes".to_string(), limit.to_string()),
+                ("size_bytes".to_string(), size.to_string()),
+            ]),
             ErrorDetails::new(),
         ),
         ServiceError::NotFound(what) => {
@@ -54,7 +65,9 @@ fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::CursorExpired { oldest } => with_info(
             Code::OutOfRange,
-            format!("the cursor is older than retention; the oldest available sequence is {oldest}; resubscribe with include_snapshot"),
+            format!(
+                "the cursor is older than retention; the oldest available sequence is {oldest}; resubscribe with include_snapshot"
+            ),
             "CURSOR_EXPIRED",
             HashMap::from([("oldest_sequence".to_string(), oldest.to_string())]),
             ErrorDetails::new(),
@@ -70,7 +83,13 @@ fn store_status(e: StoreError) -> Status {
             tracing::warn!(error = %e, "store unavailable");
             let mut details = ErrorDetails::new();
             details.set_retry_info(Some(RETRY_DELAY));
-            with_info(Code::Unavailable, "the event store is unavailable; retry with backoff".into(), "STORE_UNAVAILABLE", HashMap::new(), details)
+            with_info(
+                Code::Unavailable,
+                "the event store is unavailable; retry with backoff".into(),
+                "STORE_UNAVAILABLE",
+                HashMap::new(),
+                details,
+            )
         }
         StoreError::Corrupt(_) | StoreError::Backend(_) => {
             tracing::error!(error = %e, "store failure");

@@ -55,7 +55,10 @@ impl Services {
             if let Some(v) = v
                 && (v.len() > MAX_KEY_LEN || v.chars().any(char::is_control))
             {
-                return Err(ServiceError::invalid(field, format!("must be at most {MAX_KEY_LEN} printable characters")));
+                return Err(ServiceError::invalid(
+                    field,
+                    format!("must be at most {MAX_KEY_LEN} printable characters"),
+                ));
             }
         }
         let normalized = self.normalizer.normalize(input.vendor, &input.payload, input.vendor_event_type.as_deref())?;

@@ -5,8 +5,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
 use super::{ServiceError, Services};
-use crate::domain::{Call, TenantId};
 use crate::domain::identity::short_hash;
+use crate::domain::{Call, TenantId};
 use crate::store::CallQuery;
 
 /// Default and maximum page sizes (DESIGN §6).

@@ -65,7 +65,10 @@ pub type Subscription = std::pin::Pin<Box<dyn Stream<Item = Result<EncodedRespon
 
 fn checkpoint(sequence: u64, reason: pb::CheckpointReason) -> EncodedResponse {
     EncodedResponse::encode(&pb::SubscribeResponse {
-        response: Some(pb::subscribe_response::Response::Checkpoint(pb::Checkpoint { sequence, reason: reason as i32 })),
+        response: Some(pb::subscribe_response::Response::Checkpoint(pb::Checkpoint {
+            sequence,
+            reason: reason as i32,
+        })),
     })
 }
 

@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::planner::{self, DedupEntry, StateView};
-use super::{CallQuery, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, Store, StoreError, StoreOptions};
+use super::{
+    CallQuery, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, Store, StoreError,
+    StoreOptions,
+};
 use crate::domain::{Call, TenantId};
 use crate::hub::Hub;
 
@@ -122,7 +125,11 @@ impl Store for MemoryStore {
 
     async fn bounds(&self) -> Result<LogBounds, StoreError> {
         let inner = self.lock()?;
-        Ok(LogBounds { last: inner.last, pruned_through: inner.pruned_through, pruned_through_time: inner.pruned_through_time })
+        Ok(LogBounds {
+            last: inner.last,
+            pruned_through: inner.pruned_through,
+            pruned_through_time: inner.pruned_through_time,
+        })
     }
 
     async fn seek_time(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -144,9 +151,13 @@ impl Store for MemoryStore {
 
     async fn list_calls(&self, tenant: &TenantId, query: &CallQuery) -> Result<Vec<Call>, StoreError> {
         let inner = self.lock()?;
-        let mut calls: Vec<Call> =
-            inner.calls.iter().filter(|((t, _), c)| t == tenant.as_str() && query.matches(c)).map(|(_, c)| c.clone()).collect();
-        calls.sort_by(|a, b| b.first_sequence.cmp(&a.first_sequence));
+        let mut calls: Vec<Call> = inner
+            .calls
+            .iter()
+            .filter(|((t, _), c)| t == tenant.as_str() && query.matches(c))
+            .map(|(_, c)| c.clone())
+            .collect();
+        calls.sort_by_key(|c| std::cmp::Reverse(c.first_sequence));
         calls.truncate(query.limit);
         Ok(calls)
     }

@@ -39,13 +39,22 @@ impl Record {
             vendor: Some(event.vendor),
             direction: event.direction.or(call.and_then(|c| c.direction)),
             agent_ids,
-            queue_id: call.map(|c| c.queue_id.clone()).filter(|q| !q.is_empty()).unwrap_or_else(|| event.queue_id.clone()),
+            queue_id: call
+                .map(|c| c.queue_id.clone())
+                .filter(|q| !q.is_empty())
+                .unwrap_or_else(|| event.queue_id.clone()),
         };
         Record::from_parts(event.sequence, event.tenant_id.clone(), event.received_at, meta, &update)
     }
 
     /// Rebuilds a record read back from storage.
-    pub fn from_parts(sequence: u64, tenant: String, received_at: DateTime<Utc>, meta: EventMeta, update: &[u8]) -> Record {
+    pub fn from_parts(
+        sequence: u64,
+        tenant: String,
+        received_at: DateTime<Utc>,
+        meta: EventMeta,
+        update: &[u8],
+    ) -> Record {
         let frame = wire::update_frame(update);
         let update_offset = frame.len() - update.len();
         Record { sequence, tenant, received_at, meta, frame, update_offset }

@@ -27,8 +27,8 @@ use tokio::sync::oneshot;
 
 use super::planner::{self, DedupEntry, StateView};
 use super::{
-    CallQuery, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, StateFilter, Store, StoreError,
-    StoreOptions,
+    CallQuery, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, StateFilter, Store,
+    StoreError, StoreOptions,
 };
 use crate::domain::{Call, CallState, Direction, EventMeta, EventType, TenantId, Vendor};
 use crate::hub::Hub;
@@ -141,7 +141,10 @@ fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> 
 }
 
 fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
-    conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [key, value])?;
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
     Ok(())
 }
 
@@ -162,20 +165,31 @@ impl SqliteStore {
     }
 
     fn open_blocking(dir: &Path, hub: Arc<Hub>, opts: StoreOptions) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("switchboard.db");
         let conn = open_connection(&path, false)?;
         conn.execute_batch(SCHEMA)?;
         match meta_get(&conn, "schema_version")?.and_then(|v| v.parse::<i64>().ok()) {
             None => meta_set(&conn, "schema_version", &SCHEMA_VERSION.to_string())?,
             Some(v) if v == SCHEMA_VERSION => {}
-            Some(v) => return Err(StoreError::Corrupt(format!("{} has schema version {v}; this build reads {SCHEMA_VERSION}", path.display()))),
+            Some(v) => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} has schema version {v}; this build reads {SCHEMA_VERSION}",
+                    path.display()
+                )));
+            }
         }
         let bounds = read_bounds(&conn)?;
         hub.set_head(bounds.last);
-        let shared = Arc::new(Shared { bounds: Mutex::new(bounds), healthy: AtomicBool::new(true), closed: AtomicBool::new(false) });
+        let shared = Arc::new(Shared {
+            bounds: Mutex::new(bounds),
+            healthy: AtomicBool::new(true),
+            closed: AtomicBool::new(false),
+        });
         let (tx, rx) = mpsc::sync_channel(MAX_GROUP * 4);
-        let writer = Writer { conn, hub, opts, shared: shared.clone(), cache: Cache::default(), next_seq: bounds.last + 1 };
+        let writer =
+            Writer { conn, hub, opts, shared: shared.clone(), cache: Cache::default(), next_seq: bounds.last + 1 };
         let handle = std::thread::Builder::new()
             .name("switchboard-sqlite-writer".into())
             .spawn(move || writer.run(rx))
@@ -347,7 +361,9 @@ impl Store for SqliteStore {
         let (tenant, call_id) = (tenant.as_str().to_string(), call_id.to_string());
         self.with_reader(move |conn| {
             let json: Option<String> = conn
-                .query_row("SELECT call_json FROM calls WHERE tenant = ?1 AND call_id = ?2", [&tenant, &call_id], |r| r.get(0))
+                .query_row("SELECT call_json FROM calls WHERE tenant = ?1 AND call_id = ?2", [&tenant, &call_id], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             json.as_deref().map(call_from_json).transpose()
         })
@@ -373,7 +389,15 @@ impl Store for SqliteStore {
             let mut stmt = conn.prepare_cached(&sql)?;
             let before = q.before_first_sequence.map_or(i64::MAX, |b| b as i64);
             let rows = stmt.query_map(
-                params![tenant, before, q.vendor.map(Vendor::number), q.direction.map(Direction::number), q.agent_id, q.queue_id, q.limit as i64],
+                params![
+                    tenant,
+                    before,
+                    q.vendor.map(Vendor::number),
+                    q.direction.map(Direction::number),
+                    q.agent_id,
+                    q.queue_id,
+                    q.limit as i64
+                ],
                 |r| r.get::<_, String>(0),
             )?;
             rows.map(|json| call_from_json(&json?)).collect()
@@ -388,8 +412,13 @@ impl Store for SqliteStore {
             // One read transaction: the calls and the sequence agree.
             let tx = conn.transaction()?;
             let max: Option<i64> = tx.query_row("SELECT max(seq) FROM events", [], |r| r.get(0))?;
-            let mut stmt = tx.prepare_cached("SELECT call_json FROM calls WHERE tenant = ?1 AND state != 'ENDED' ORDER BY first_seq")?;
-            let calls = stmt.query_map([&tenant], |r| r.get::<_, String>(0))?.map(|j| call_from_json(&j?)).collect::<Result<_, _>>()?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT call_json FROM calls WHERE tenant = ?1 AND state != 'ENDED' ORDER BY first_seq",
+            )?;
+            let calls = stmt
+                .query_map([&tenant], |r| r.get::<_, String>(0))?
+                .map(|j| call_from_json(&j?))
+                .collect::<Result<_, _>>()?;
             drop(stmt);
             tx.finish()?;
             Ok(Snapshot { calls, as_of: (max.unwrap_or(0) as u64).max(floor) })
@@ -581,7 +610,8 @@ impl Writer {
                 let to_publish: Vec<Arc<Record>> =
                     results.iter().filter(|p| p.publish).flat_map(|p| p.records.iter().cloned()).collect();
                 self.hub.publish(&to_publish);
-                metrics::histogram!("switchboard_store_commit_seconds", "store" => "sqlite").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("switchboard_store_commit_seconds", "store" => "sqlite")
+                    .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("switchboard_store_group_size", "store" => "sqlite").record(group.len() as f64);
                 for ((_, reply), p) in group.into_iter().zip(results) {
                     let _ = reply.send(Ok(IngestResult { outcome: p.outcome, records: p.records }));
@@ -598,7 +628,11 @@ impl Writer {
         }
     }
 
-    fn write_group(&mut self, group: &[(Box<IngestBatch>, Reply<IngestResult>)], pending: &mut Pending) -> Result<Vec<Planned>, StoreError> {
+    fn write_group(
+        &mut self,
+        group: &[(Box<IngestBatch>, Reply<IngestResult>)],
+        pending: &mut Pending,
+    ) -> Result<Vec<Planned>, StoreError> {
         let tx = self.conn.transaction()?;
         let mut results = Vec::with_capacity(group.len());
         for (batch, _) in group {
@@ -697,8 +731,11 @@ impl Writer {
         let last = self.next_seq - 1;
         let mut cutoff: u64 = 0;
         if let Some(age) = self.opts.retention_max_age.and_then(|a| chrono::Duration::from_std(a).ok()) {
-            let by_age: Option<i64> =
-                self.conn.query_row("SELECT max(seq) FROM events WHERE received_at < ?1", [micros(now - age)], |r| r.get(0))?;
+            let by_age: Option<i64> = self.conn.query_row(
+                "SELECT max(seq) FROM events WHERE received_at < ?1",
+                [micros(now - age)],
+                |r| r.get(0),
+            )?;
             cutoff = cutoff.max(by_age.unwrap_or(0) as u64);
         }
         if let Some(max) = self.opts.retention_max_events {
@@ -710,9 +747,13 @@ impl Writer {
             while from < cutoff {
                 let to = (from + PRUNE_CHUNK).min(cutoff);
                 let tx = self.conn.transaction()?;
-                let newest: Option<i64> =
-                    tx.query_row("SELECT max(received_at) FROM events WHERE seq > ?1 AND seq <= ?2", [from as i64, to as i64], |r| r.get(0))?;
-                stats.events += tx.execute("DELETE FROM events WHERE seq > ?1 AND seq <= ?2", [from as i64, to as i64])? as u64;
+                let newest: Option<i64> = tx.query_row(
+                    "SELECT max(received_at) FROM events WHERE seq > ?1 AND seq <= ?2",
+                    [from as i64, to as i64],
+                    |r| r.get(0),
+                )?;
+                stats.events +=
+                    tx.execute("DELETE FROM events WHERE seq > ?1 AND seq <= ?2", [from as i64, to as i64])? as u64;
                 meta_set(&tx, "pruned_through", &to.to_string())?;
                 let mut b = *self.shared.bounds.lock().unwrap_or_else(|p| p.into_inner());
                 b.pruned_through = to;
@@ -724,16 +765,17 @@ impl Writer {
                 *self.shared.bounds.lock().unwrap_or_else(|p| p.into_inner()) = b;
                 from = to;
             }
-            stats.calls = self
-                .conn
-                .execute("DELETE FROM calls WHERE state = ?1 AND last_seq <= ?2", params![CallState::Ended.name(), cutoff as i64])?
-                as u64;
+            stats.calls = self.conn.execute(
+                "DELETE FROM calls WHERE state = ?1 AND last_seq <= ?2",
+                params![CallState::Ended.name(), cutoff as i64],
+            )? as u64;
             self.cache.calls.retain(|_, c| c.state.is_active() || c.last_sequence > cutoff);
             let calls = &self.cache.calls;
             self.cache.correlated.retain(|(t, _), id| calls.contains_key(&(t.clone(), id.clone())));
         }
         if let Ok(window) = chrono::Duration::from_std(self.opts.dedup_window) {
-            stats.dedup_keys = self.conn.execute("DELETE FROM dedup WHERE created_at < ?1", [micros(now - window)])? as u64;
+            stats.dedup_keys =
+                self.conn.execute("DELETE FROM dedup WHERE created_at < ?1", [micros(now - window)])? as u64;
         }
         Ok(stats)
     }

@@ -1,4 +1,4 @@
-//! JSON output: protobuf messages in their canonical JSON mapping (proto
+//! JSON renderings for the CLI and golden files: protobuf messages in their canonical JSON mapping (proto
 //! field names), and call updates as CloudEvents (DESIGN §3.3).
 
 use std::sync::LazyLock;
@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use crate::domain::{EventType, Vendor};
 use crate::proto::{self, v1 as pb};
 
-static POOL: LazyLock<Option<DescriptorPool>> = LazyLock::new(|| DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET).ok());
+static POOL: LazyLock<Option<DescriptorPool>> =
+    LazyLock::new(|| DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET).ok());
 
 /// A message as canonical protobuf JSON.
 pub fn message<M: Message>(msg: &M, full_name: &str) -> Value {

@@ -1,0 +1,168 @@
+//! Shared helpers of the integration tests: start the real server in-process
+//! on a random loopback port and talk to it through the generated clients.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard::app::{App, AppError};
+use switchboard::config::Config;
+use switchboard::proto::v1 as pb;
+use switchboard::proto::v1::call_service_client::CallServiceClient;
+use switchboard::proto::v1::ingest_service_client::IngestServiceClient;
+use switchboard::service::Services;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// How long a test waits for a message that should come.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running server.
+pub struct TestServer {
+    /// The gRPC address.
+    pub addr: SocketAddr,
+    /// The metrics address, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Direct access to the store and hub.
+    pub services: Arc<Services>,
+    shutdown: CancellationToken,
+    handle: JoinHandle<Result<(), AppError>>,
+}
+
+impl TestServer {
+    /// Starts a server with `config` (use `Config::for_tests()` as a base).
+    pub async fn start(config: Config) -> TestServer {
+        let app = App::build(config).await.expect("server builds");
+        let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
+        let services = app.services();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(app.run(shutdown.clone()));
+        TestServer { addr, metrics_addr, services, shutdown, handle }
+    }
+
+    /// A server on the memory store.
+    pub async fn memory() -> TestServer {
+        TestServer::start(Config::for_tests()).await
+    }
+
+    /// A channel to the server.
+    pub async fn channel(&self) -> Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+            .expect("valid uri")
+            .connect()
+            .await
+            .expect("server accepts connections")
+    }
+
+    /// An IngestService client.
+    pub async fn ingest_client(&self) -> IngestServiceClient<Channel> {
+        IngestServiceClient::new(self.channel().await)
+    }
+
+    /// A CallService client.
+    pub async fn call_client(&self) -> CallServiceClient<Channel> {
+        CallServiceClient::new(self.channel().await)
+    }
+
+    /// Graceful shutdown; returns what `App::run` returned.
+    pub async fn stop(self) -> Result<(), AppError> {
+        self.shutdown.cancel();
+        self.handle.await.expect("server task does not panic")
+    }
+}
+
+/// An ingest request for a JSON payload.
+pub fn request(vendor: pb::Vendor, payload: &str) -> pb::IngestRequest {
+    pb::IngestRequest { vendor: vendor as i32, payload: payload.as_bytes().to_vec().into(), ..Default::default() }
+}
+
+/// Ingests one payload and expects success.
+pub async fn ingest(client: &mut IngestServiceClient<Channel>, vendor: pb::Vendor, payload: &str) -> pb::IngestResponse {
+    client.ingest(request(vendor, payload)).await.unwrap_or_else(|s| panic!("ingest failed: {s:?}\npayload: {payload}")).into_inner()
+}
+
+/// The path of a fixture file.
+pub fn fixture_path(vendor_dir: &str, name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(vendor_dir).join(name)
+}
+
+/// A fixture's text.
+pub fn fixture(vendor_dir: &str, name: &str) -> String {
+    let p = fixture_path(vendor_dir, name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
+
+/// An open subscription.
+pub struct Sub {
+    /// The raw stream.
+    pub stream: tonic::Streaming<pb::SubscribeResponse>,
+}
+
+impl Sub {
+    /// Opens a subscription.
+    pub async fn open(client: &mut CallServiceClient<Channel>, req: pb::SubscribeRequest) -> Sub {
+        let stream = client.subscribe(req).await.expect("subscribe succeeds").into_inner();
+        Sub { stream }
+    }
+
+    /// The next message, failing the test after [`WAIT`].
+    pub async fn next(&mut self) -> pb::subscribe_response::Response {
+        let msg = tokio::time::timeout(WAIT, self.stream.message())
+            .await
+            .expect("a message within the wait time")
+            .expect("stream does not fail")
+            .expect("stream does not end");
+        msg.response.expect("response is set")
+    }
+
+    /// The next update, skipping checkpoints.
+    pub async fn next_update(&mut self) -> pb::CallUpdate {
+        loop {
+            if let pb::subscribe_response::Response::Update(u) = self.next().await {
+                return u;
+            }
+        }
+    }
+
+    /// Skips to the next checkpoint with `reason`, returning the updates seen
+    /// on the way.
+    pub async fn until(&mut self, reason: pb::CheckpointReason) -> (Vec<pb::CallUpdate>, u64) {
+        let mut updates = Vec::new();
+        loop {
+            match self.next().await {
+                pb::subscribe_response::Response::Update(u) => updates.push(u),
+                pb::subscribe_response::Response::Checkpoint(c) if c.reason() == reason => return (updates, c.sequence),
+                _ => {}
+            }
+        }
+    }
+
+    /// `n` updates, skipping checkpoints.
+    pub async fn updates(&mut self, n: usize) -> Vec<pb::CallUpdate> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            out.push(self.next_update().await);
+        }
+        out
+    }
+}
+
+/// A subscribe request with everything default (live, no filter).
+pub fn live() -> pb::SubscribeRequest {
+    pb::SubscribeRequest::default()
+}
+
+/// A subscribe request from the beginning of the log.
+pub fn from_beginning() -> pb::SubscribeRequest {
+    pb::SubscribeRequest { start: Some(pb::subscribe_request::Start::FromBeginning(true)), ..Default::default() }
+}
+
+/// A subscribe request resuming after `seq`.
+pub fn after(seq: u64) -> pb::SubscribeRequest {
+    pb::SubscribeRequest { start: Some(pb::subscribe_request::Start::AfterSequence(seq)), ..Default::default() }
+}
