@@ -51,6 +51,7 @@ pub struct App {
     config: Config,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    health_listener: Option<TcpListener>,
     services: Arc<Services>,
 }
 
@@ -77,7 +78,11 @@ impl App {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        Ok(App { config, listener, metrics_listener, services })
+        let health_listener = match config.health_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(App { config, listener, metrics_listener, health_listener, services })
     }
 
     /// The bound gRPC address (useful with port 0).
@@ -90,6 +95,11 @@ impl App {
         self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// The bound health-only address, if enabled.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The shared services (tests use the store and hub directly).
     pub fn services(&self) -> Arc<Services> {
         self.services.clone()
@@ -99,11 +109,18 @@ impl App {
     /// delay, a final checkpoint to every subscriber, in-flight requests
     /// finished, the store flushed and closed.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
-        let App { config, listener, metrics_listener, services } = self;
+        let App { config, listener, metrics_listener, health_listener, services } = self;
         let (reporter, health) = tonic_health::server::health_reporter();
-        server::set_health(&reporter, true).await;
+        server::set_health(&reporter, false, services.store.is_healthy()).await;
         let serving = Arc::new(AtomicBool::new(true));
         let stop_server = CancellationToken::new();
+        let health_only = health_listener.map(|l| {
+            let svc = tonic_health::pb::health_server::HealthServer::new(
+                tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+            );
+            tokio::spawn(server::serve_health(svc, l, stop_server.clone().cancelled_owned()))
+        });
+        let health_watch = tokio::spawn(health_loop(reporter.clone(), services.store.clone(), serving.clone()));
 
         let ops = metrics_listener.map(|l| {
             let state = OpsState {
@@ -133,7 +150,8 @@ impl App {
         }
         tracing::info!("shutting down: health NOT_SERVING");
         serving.store(false, Ordering::Release);
-        server::set_health(&reporter, false).await;
+        health_watch.abort();
+        server::set_health(&reporter, true, false).await;
         if !config.drain_delay.is_zero() {
             tokio::select! {
                 r = &mut grpc => { r?; }
@@ -151,6 +169,9 @@ impl App {
         retention.abort();
         if let Some(ops) = ops {
             let _ = ops.await;
+        }
+        if let Some(h) = health_only {
+            let _ = h.await;
         }
         services.store.close().await?;
         tracing::info!("stopped");
@@ -177,6 +198,23 @@ pub async fn open_store(config: &Config, hub: Arc<Hub>) -> Result<Arc<dyn Store>
             return Err(ConfigError::Invalid("the nats store is not available in this build".into()).into());
         }
     })
+}
+
+/// Keeps readiness in step with the store's health.
+async fn health_loop(reporter: tonic_health::server::HealthReporter, store: Arc<dyn Store>, serving: Arc<AtomicBool>) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let healthy = store.is_healthy();
+        if serving.load(Ordering::Acquire) && last != Some(healthy) {
+            if last.is_some() {
+                tracing::warn!(healthy, store = store.kind(), "store health changed");
+            }
+            server::set_health(&reporter, false, healthy).await;
+            last = Some(healthy);
+        }
+    }
 }
 
 /// Applies retention periodically.

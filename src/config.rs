@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// HTTP address for /metrics, /healthz and /readyz [default: 0.0.0.0:9090].
     #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Extra plaintext listener serving only grpc.health.v1, for Kubernetes
+    /// gRPC probes (which cannot speak TLS) [default: none].
+    #[arg(long, env = "SWITCHBOARD_HEALTH_LISTEN", value_name = "ADDR")]
+    pub health_listen: Option<SocketAddr>,
     /// Event log backend [default: sqlite].
     #[arg(long, env = "SWITCHBOARD_STORE", value_enum)]
     pub store: Option<StoreKind>,
@@ -107,6 +111,9 @@ pub struct ServeArgs {
     /// Allowed CORS origins for gRPC-Web, comma-separated; `*` for any [default: *].
     #[arg(long, env = "SWITCHBOARD_CORS_ORIGINS", value_name = "ORIGINS")]
     pub cors_origins: Option<String>,
+    /// Validate the configuration, print it, and exit.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// The config file: the same keys as the flags.
@@ -115,6 +122,7 @@ pub struct ServeArgs {
 struct FileConfig {
     listen: Option<SocketAddr>,
     metrics_listen: Option<SocketAddr>,
+    health_listen: Option<SocketAddr>,
     store: Option<StoreKind>,
     data_dir: Option<PathBuf>,
     nats_url: Option<String>,
@@ -152,6 +160,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Metrics/health HTTP address; `None` disables it (tests).
     pub metrics_listen: Option<SocketAddr>,
+    /// Plaintext health-only gRPC address.
+    pub health_listen: Option<SocketAddr>,
     /// Store backend.
     pub store: StoreKind,
     /// sqlite directory.
@@ -199,6 +209,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
             metrics_listen: Some(SocketAddr::from(([0, 0, 0, 0], 9090))),
+            health_listen: None,
             store: StoreKind::Sqlite,
             data_dir: PathBuf::from("./data"),
             nats_url: None,
@@ -260,6 +271,7 @@ impl Config {
         let cfg = Config {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
             metrics_listen: args.metrics_listen.or(file.metrics_listen).or(d.metrics_listen),
+            health_listen: args.health_listen.or(file.health_listen),
             store: args.store.or(file.store).unwrap_or(d.store),
             data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
             nats_url: args.nats_url.clone().or(file.nats_url),

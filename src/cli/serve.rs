@@ -11,6 +11,10 @@ use crate::telemetry;
 /// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args)?;
+    if args.check_config {
+        println!("configuration OK\n{config:#?}");
+        return Ok(ExitCode::SUCCESS);
+    }
     telemetry::init_logging(config.log_format, &config.log_level);
     let app = App::build(config.clone()).await?;
     tracing::info!(

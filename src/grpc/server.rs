@@ -22,12 +22,30 @@ use crate::service::Services;
 /// The fully qualified names of our services, as health checks name them.
 pub const SERVICE_NAMES: [&str; 2] = ["switchboard.v1.IngestService", "switchboard.v1.CallService"];
 
-/// Sets every service (and the server as a whole, `""`) serving or not.
-pub async fn set_health(reporter: &HealthReporter, serving: bool) {
-    let status = if serving { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
-    for name in SERVICE_NAMES.iter().chain(std::iter::once(&"")) {
-        reporter.set_service_status(*name, status).await;
+/// Publishes health: the server as a whole (`""`, for liveness) is SERVING
+/// until shutdown begins; the named services (for readiness) are SERVING
+/// only while the server is not draining and the store can take writes, so a
+/// NATS outage takes replicas out of the load balancer without restarting
+/// them.
+pub async fn set_health(reporter: &HealthReporter, draining: bool, store_healthy: bool) {
+    let status = |ok: bool| if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+    reporter.set_service_status("", status(!draining)).await;
+    for name in SERVICE_NAMES {
+        reporter.set_service_status(name, status(!draining && store_healthy)).await;
     }
+}
+
+/// Serves only `grpc.health.v1`, in plaintext, for Kubernetes gRPC probes
+/// (which cannot speak TLS).
+pub async fn serve_health<H: Health>(
+    health: HealthServer<H>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    Server::builder()
+        .add_service(health)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
