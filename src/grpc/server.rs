@@ -28,7 +28,8 @@ pub const SERVICE_NAMES: [&str; 2] = ["switchboard.v1.IngestService", "switchboa
 /// NATS outage takes replicas out of the load balancer without restarting
 /// them.
 pub async fn set_health(reporter: &HealthReporter, draining: bool, store_healthy: bool) {
-    let status = |ok: bool| if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+    let status =
+        |ok: bool| if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
     reporter.set_service_status("", status(!draining)).await;
     for name in SERVICE_NAMES {
         reporter.set_service_status(name, status(!draining && store_healthy)).await;

@@ -72,6 +72,8 @@ impl Services {
             bridge_received_at: input.bridge_received_at,
         };
         let result = self.store.ingest(batch).await?;
+        metrics::counter!("switchboard_ingest_total", "vendor" => vendor.label(), "outcome" => result.outcome.label())
+            .increment(1);
         Ok(IngestOutput { outcome: result.outcome, vendor, ignored_reason, records: result.records })
     }
 }

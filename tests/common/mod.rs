@@ -82,8 +82,16 @@ pub fn request(vendor: pb::Vendor, payload: &str) -> pb::IngestRequest {
 }
 
 /// Ingests one payload and expects success.
-pub async fn ingest(client: &mut IngestServiceClient<Channel>, vendor: pb::Vendor, payload: &str) -> pb::IngestResponse {
-    client.ingest(request(vendor, payload)).await.unwrap_or_else(|s| panic!("ingest failed: {s:?}\npayload: {payload}")).into_inner()
+pub async fn ingest(
+    client: &mut IngestServiceClient<Channel>,
+    vendor: pb::Vendor,
+    payload: &str,
+) -> pb::IngestResponse {
+    client
+        .ingest(request(vendor, payload))
+        .await
+        .unwrap_or_else(|s| panic!("ingest failed: {s:?}\npayload: {payload}"))
+        .into_inner()
 }
 
 /// The path of a fixture file.
@@ -136,7 +144,9 @@ impl Sub {
         loop {
             match self.next().await {
                 pb::subscribe_response::Response::Update(u) => updates.push(u),
-                pb::subscribe_response::Response::Checkpoint(c) if c.reason() == reason => return (updates, c.sequence),
+                pb::subscribe_response::Response::Checkpoint(c) if c.reason() == reason => {
+                    return (updates, c.sequence);
+                }
                 _ => {}
             }
         }
@@ -165,4 +175,54 @@ pub fn from_beginning() -> pb::SubscribeRequest {
 /// A subscribe request resuming after `seq`.
 pub fn after(seq: u64) -> pb::SubscribeRequest {
     pb::SubscribeRequest { start: Some(pb::subscribe_request::Start::AfterSequence(seq)), ..Default::default() }
+}
+
+/// A Salesforce Voice payload: `{"type": t, "detail": {"callId": call, ...extra}}`.
+pub fn sf(event_type: &str, call_id: &str, extra: serde_json::Value) -> String {
+    let mut detail = serde_json::json!({ "callId": call_id });
+    if let (Some(d), serde_json::Value::Object(extra)) = (detail.as_object_mut(), extra) {
+        d.extend(extra);
+    }
+    serde_json::json!({ "type": event_type, "detail": detail }).to_string()
+}
+
+/// Ingests a Salesforce payload (see [`sf`]) and returns the response.
+pub async fn ingest_sf(
+    client: &mut IngestServiceClient<Channel>,
+    event_type: &str,
+    call_id: &str,
+    extra: serde_json::Value,
+) -> pb::IngestResponse {
+    ingest(client, pb::Vendor::SalesforceVoice, &sf(event_type, call_id, extra)).await
+}
+
+/// Starts `n` distinct inbound calls (`callstarted` of calls `prefix-0..n`)
+/// and returns the sequences they got.
+pub async fn start_calls(client: &mut IngestServiceClient<Channel>, prefix: &str, n: usize) -> Vec<u64> {
+    let mut seqs = Vec::with_capacity(n);
+    for i in 0..n {
+        let r = ingest_sf(
+            client,
+            "callstarted",
+            &format!("{prefix}-{i}"),
+            serde_json::json!({"callType": "inbound", "participant": "+14155550100"}),
+        )
+        .await;
+        seqs.push(r.events[0].sequence);
+    }
+    seqs
+}
+
+/// The sequence of an update's event.
+pub fn seq(u: &pb::CallUpdate) -> u64 {
+    u.event.as_ref().map_or(0, |e| e.sequence)
+}
+
+/// Polls `f` until it is true, failing the test after [`WAIT`].
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

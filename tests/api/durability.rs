@@ -1,0 +1,162 @@
+//! Durability of the sqlite store: restarts keep events, call state and dedup
+//! keys; `kill -9` loses no acknowledged event.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use switchboard::config::{Config, StoreKind};
+use switchboard::proto::v1 as pb;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::common::*;
+
+fn sqlite(dir: &tempfile::TempDir) -> Config {
+    Config { store: StoreKind::Sqlite, data_dir: dir.path().to_path_buf(), ..Config::for_tests() }
+}
+
+#[tokio::test]
+async fn events_call_state_and_dedup_keys_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(sqlite(&dir)).await;
+    let mut ingest = server.ingest_client().await;
+    let first = ingest_sf(&mut ingest, "callconnected", "r1", json!({"callType": "inbound"})).await;
+    ingest_sf(&mut ingest, "hold", "r1", json!({})).await;
+    let mut with_id = request(pb::Vendor::SalesforceVoice, &sf("resume", "r1", json!({})));
+    with_id.request_id = "req-1".into();
+    ingest.ingest(with_id.clone()).await.unwrap();
+    server.stop().await.unwrap();
+
+    let server = TestServer::start(sqlite(&dir)).await;
+    let mut ingest = server.ingest_client().await;
+    let again = ingest_sf(&mut ingest, "callconnected", "r1", json!({"callType": "inbound"})).await;
+    assert_eq!(again.outcome(), pb::IngestOutcome::Duplicate, "natural-key dedup survives");
+    assert_eq!(again.events, first.events);
+    assert_eq!(
+        ingest.ingest(with_id).await.unwrap().into_inner().outcome(),
+        pb::IngestOutcome::Duplicate,
+        "request-id dedup survives"
+    );
+    let call = server
+        .call_client()
+        .await
+        .get_call(pb::GetCallRequest { call_id: "sf:r1".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .call
+        .unwrap();
+    assert_eq!((call.call_sequence, call.hold_count, call.state()), (3, 1, pb::CallState::Connected));
+    let next = ingest_sf(&mut ingest, "callended", "r1", json!({})).await;
+    assert_eq!((next.events[0].sequence, next.events[0].call_sequence), (4, 4), "sequences continue after a restart");
+    let mut sub = Sub::open(&mut server.call_client().await, from_beginning()).await;
+    let (all, _) = sub.until(pb::CheckpointReason::CaughtUp).await;
+    assert_eq!(all.iter().map(seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    server.stop().await.unwrap();
+}
+
+/// A `switchboard serve` child process on a random port.
+struct Child_ {
+    child: Child,
+    addr: String,
+}
+
+async fn spawn_server(dir: &std::path::Path) -> Child_ {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "serve",
+            "--store",
+            "sqlite",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(grpc) = v.get("grpc").and_then(|g| g.as_str())
+            {
+                return grpc.to_string();
+            }
+        }
+        panic!("the server exited before it was serving");
+    })
+    .await
+    .expect("the server announces its address");
+    // Keep draining the child's log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Child_ { child, addr }
+}
+
+async fn connect(addr: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
+}
+
+#[tokio::test]
+async fn kill_9_mid_ingest_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn_server(dir.path()).await;
+    let channel = connect(&server.addr).await;
+    let acked: Arc<Mutex<Vec<(String, String, u64)>>> = Arc::default();
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let mut client = pb::ingest_service_client::IngestServiceClient::new(channel.clone());
+        let acked = acked.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let payload = sf(
+                    "callstarted",
+                    &format!("k{w}-{i}"),
+                    json!({"callType": "inbound", "participant": "+14155550100"}),
+                );
+                match client.ingest(request(pb::Vendor::SalesforceVoice, &payload)).await {
+                    Ok(r) => {
+                        let e = &r.get_ref().events[0];
+                        acked.lock().unwrap().push((payload, e.event_id.clone(), e.sequence));
+                    }
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    let watch = acked.clone();
+    eventually("some events are acknowledged", move || watch.lock().unwrap().len() >= 300).await;
+    server.child.start_kill().unwrap();
+    server.child.wait().await.unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let restarted = spawn_server(dir.path()).await;
+    let channel = connect(&restarted.addr).await;
+    let mut calls = pb::call_service_client::CallServiceClient::new(channel.clone());
+    let mut sub = Sub::open(&mut calls, from_beginning()).await;
+    let (events, _) = sub.until(pb::CheckpointReason::CaughtUp).await;
+    let stored: std::collections::HashSet<String> =
+        events.iter().map(|u| u.event.as_ref().unwrap().event_id.clone()).collect();
+    let lost: Vec<_> = acked.iter().filter(|(_, id, _)| !stored.contains(id)).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged events lost", lost.len(), acked.len());
+    let seqs: Vec<u64> = events.iter().map(seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "the log has no hole");
+    // Dedup keys were committed with the events.
+    let mut ingest = pb::ingest_service_client::IngestServiceClient::new(channel);
+    let (payload, id, _) = &acked[acked.len() / 2];
+    let again = ingest.ingest(request(pb::Vendor::SalesforceVoice, payload)).await.unwrap().into_inner();
+    assert_eq!(again.outcome(), pb::IngestOutcome::Duplicate);
+    assert_eq!(&again.events[0].event_id, id);
+}

@@ -1,0 +1,138 @@
+//! Ingest: the pipeline end to end, idempotency, vendor detection.
+
+use serde_json::json;
+use switchboard::proto::v1 as pb;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn a_salesforce_call_flows_through_to_call_state() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    let started =
+        ingest_sf(&mut ingest, "callstarted", "c1", json!({"callType": "inbound", "participant": "+1 (415) 555-0132"}))
+            .await;
+    assert_eq!(started.outcome(), pb::IngestOutcome::Accepted);
+    assert_eq!(started.vendor(), pb::Vendor::SalesforceVoice);
+    let e = &started.events[0];
+    assert_eq!((e.r#type(), e.state(), e.call_sequence), (pb::EventType::CallStarted, pb::CallState::Initiated, 1));
+    assert_eq!(e.call_id, "sf:c1");
+    assert_eq!(e.parties[0].e164, "+14155550132");
+    for t in ["callconnected", "hold", "resume", "callended"] {
+        ingest_sf(&mut ingest, t, "c1", json!({})).await;
+    }
+    let call = server
+        .call_client()
+        .await
+        .get_call(pb::GetCallRequest { call_id: "sf:c1".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .call
+        .unwrap();
+    assert_eq!(call.state(), pb::CallState::Ended);
+    assert_eq!(call.outcome(), pb::CallOutcome::Completed);
+    assert_eq!((call.call_sequence, call.hold_count, call.direction()), (5, 1, pb::Direction::Inbound));
+    assert!(call.answered_at.is_some() && call.ended_at.is_some());
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_same_request_id_returns_the_first_response_and_publishes_nothing() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    let mut calls = server.call_client().await;
+    let mut sub = Sub::open(&mut calls, live()).await;
+    sub.until(pb::CheckpointReason::CaughtUp).await;
+
+    let mut req = request(pb::Vendor::SalesforceVoice, &sf("hold", "c1", json!({})));
+    req.request_id = "bridge-42".into();
+    let first = ingest.ingest(req.clone()).await.unwrap().into_inner();
+    let again = ingest.ingest(req).await.unwrap().into_inner();
+    assert_eq!(first.outcome(), pb::IngestOutcome::Accepted);
+    assert_eq!(again.outcome(), pb::IngestOutcome::Duplicate);
+    assert_eq!(again.events, first.events, "a duplicate returns the events of the first delivery");
+
+    // Exactly one update reaches the subscriber: the next one is a later event.
+    ingest_sf(&mut ingest, "resume", "c1", json!({})).await;
+    let updates = sub.updates(2).await;
+    assert_eq!(updates[0].event.as_ref().unwrap().r#type(), pb::EventType::CallHeld);
+    assert_eq!(updates[1].event.as_ref().unwrap().r#type(), pb::EventType::CallResumed);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_repeated_state_is_a_duplicate_but_the_same_content_after_other_events_is_new() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    ingest_sf(&mut ingest, "callconnected", "c1", json!({})).await;
+    let hold = ingest_sf(&mut ingest, "hold", "c1", json!({})).await;
+    let retry = ingest_sf(&mut ingest, "hold", "c1", json!({})).await;
+    assert_eq!(retry.outcome(), pb::IngestOutcome::Duplicate);
+    assert_eq!(retry.events, hold.events);
+    ingest_sf(&mut ingest, "resume", "c1", json!({})).await;
+    let second_hold = ingest_sf(&mut ingest, "hold", "c1", json!({})).await;
+    assert_eq!(second_hold.outcome(), pb::IngestOutcome::Accepted, "hold, resume, hold: the second hold is real");
+    assert_eq!(second_hold.events[0].call_sequence, 4);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn vendor_unspecified_detects_the_vendor_from_the_payload() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    let r =
+        ingest.ingest(request(pb::Vendor::Unspecified, &sf("callended", "c9", json!({})))).await.unwrap().into_inner();
+    assert_eq!(r.vendor(), pb::Vendor::SalesforceVoice);
+    assert_eq!(r.outcome(), pb::IngestOutcome::Accepted);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_vendor_event_type_is_ignored_and_stores_nothing() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    let r = ingest
+        .ingest(request(pb::Vendor::SalesforceVoice, &sf("callerverified", "c1", json!({}))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.outcome(), pb::IngestOutcome::Ignored);
+    assert!(r.events.is_empty());
+    assert_eq!(server.services.store.bounds().await.unwrap().last, 0);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn tenants_do_not_share_calls_or_dedup_keys() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    let mut a = request(pb::Vendor::SalesforceVoice, &sf("callended", "same", json!({})));
+    a.tenant_id = "tenant-a".into();
+    let mut b = a.clone();
+    b.tenant_id = "tenant-b".into();
+    assert_eq!(ingest.ingest(a).await.unwrap().into_inner().outcome(), pb::IngestOutcome::Accepted);
+    assert_eq!(
+        ingest.ingest(b).await.unwrap().into_inner().outcome(),
+        pb::IngestOutcome::Accepted,
+        "same vendor ids, other tenant: not a duplicate"
+    );
+    let mut calls = server.call_client().await;
+    let get = |tenant: &str| pb::GetCallRequest { call_id: "sf:same".into(), tenant_id: tenant.into() };
+    assert!(calls.get_call(get("tenant-a")).await.is_ok());
+    assert_eq!(calls.get_call(get("tenant-c")).await.unwrap_err().code(), tonic::Code::NotFound);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_bridge_receive_time_is_the_event_time_when_the_vendor_gives_none() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    let mut req = request(pb::Vendor::SalesforceVoice, &sf("hold", "c1", json!({})));
+    req.received_at = Some(prost_types::Timestamp { seconds: 1_751_445_666, nanos: 0 });
+    let e = ingest.ingest(req).await.unwrap().into_inner().events.remove(0);
+    assert_eq!(e.occurred_at.unwrap().seconds, 1_751_445_666);
+    assert_eq!(e.attributes["occurred_at_source"], "bridge");
+    assert!(e.received_at.unwrap().seconds > 1_751_445_666);
+    server.stop().await.unwrap();
+}

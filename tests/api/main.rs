@@ -1,0 +1,13 @@
+//! End-to-end tests of the gRPC API: each test starts the real server
+//! in-process on a random loopback port and talks to it through the
+//! generated clients.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod durability;
+mod errors;
+mod ingest;
+mod ops;
+mod query;
+mod subscribe;

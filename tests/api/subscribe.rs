@@ -1,0 +1,376 @@
+//! Subscribe: every guarantee of DESIGN §5, on the memory and sqlite stores.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+use switchboard::config::{Config, StoreKind};
+use switchboard::proto::v1 as pb;
+use switchboard::proto::v1::subscribe_response::Response;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::common::*;
+
+fn sqlite_config(dir: &tempfile::TempDir) -> Config {
+    Config { store: StoreKind::Sqlite, data_dir: dir.path().to_path_buf(), ..Config::for_tests() }
+}
+
+#[tokio::test]
+async fn a_live_subscriber_gets_each_event_once_in_order() {
+    let server = TestServer::memory().await;
+    let mut calls = server.call_client().await;
+    let mut sub = Sub::open(&mut calls, live()).await;
+    let (replayed, head) = sub.until(pb::CheckpointReason::CaughtUp).await;
+    assert!(replayed.is_empty());
+    assert_eq!(head, 0);
+    let mut ingest = server.ingest_client().await;
+    let seqs = start_calls(&mut ingest, "live", 5).await;
+    let got: Vec<u64> = sub.updates(5).await.iter().map(seq).collect();
+    assert_eq!(got, seqs);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn resuming_after_the_last_sequence_seen_gives_exactly_the_rest() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    let all = start_calls(&mut ingest, "resume", 10).await;
+    let mut calls = server.call_client().await;
+    let first: Vec<u64> = {
+        let mut sub = Sub::open(&mut calls, from_beginning()).await;
+        sub.updates(4).await.iter().map(seq).collect()
+    };
+    assert_eq!(first, all[..4]);
+    let mut sub = Sub::open(&mut calls, after(first[3])).await;
+    let (rest, caught_up) = sub.until(pb::CheckpointReason::CaughtUp).await;
+    assert_eq!(rest.iter().map(seq).collect::<Vec<_>>(), all[4..]);
+    assert_eq!(caught_up, all[9]);
+    server.stop().await.unwrap();
+}
+
+/// Subscribers that join while ingest runs must see the whole log with no
+/// gap and no duplicate across the replay → live hand-off.
+async fn replay_to_live_has_no_gap_or_duplicate(config: Config) {
+    let server = TestServer::start(config).await;
+    const N: usize = 400;
+    let ingest = server.ingest_client().await;
+    let writer = tokio::spawn(async move {
+        // Several concurrent writers so the sqlite store commits in groups.
+        let mut handles = Vec::new();
+        for w in 0..4 {
+            let mut client = ingest.clone();
+            handles.push(tokio::spawn(async move { start_calls(&mut client, &format!("w{w}"), N / 4).await }));
+        }
+        let mut seqs = Vec::new();
+        for h in handles {
+            seqs.extend(h.await.unwrap());
+        }
+        seqs
+    });
+    let mut readers = Vec::new();
+    for i in 0..6 {
+        let mut calls = server.call_client().await;
+        readers.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(i * 15)).await;
+            let mut sub = Sub::open(&mut calls, from_beginning()).await;
+            let mut got = Vec::with_capacity(N);
+            while got.len() < N {
+                got.push(seq(&sub.next_update().await));
+            }
+            got
+        }));
+    }
+    let acked = writer.await.unwrap();
+    let expected: Vec<u64> = {
+        let mut v = acked.clone();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(expected, (1..=N as u64).collect::<Vec<_>>(), "sequences are gap-free");
+    for r in readers {
+        let got = r.await.unwrap();
+        assert_eq!(got, expected, "each subscriber sees every event once, in log order");
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn replay_to_live_has_no_gap_or_duplicate_under_concurrent_ingest_memory() {
+    replay_to_live_has_no_gap_or_duplicate(Config::for_tests()).await;
+}
+
+#[tokio::test]
+async fn replay_to_live_has_no_gap_or_duplicate_under_concurrent_ingest_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    replay_to_live_has_no_gap_or_duplicate(sqlite_config(&dir)).await;
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_retention_is_out_of_range_with_cursor_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Config { retention_max_events: Some(5), ..sqlite_config(&dir) }).await;
+    let mut ingest = server.ingest_client().await;
+    start_calls(&mut ingest, "old", 20).await;
+    let stats = server.services.store.prune(chrono::Utc::now()).await.unwrap();
+    assert_eq!(stats.events, 15);
+    let mut calls = server.call_client().await;
+    let err = calls.subscribe(after(3)).await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange);
+    let info = err.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "CURSOR_EXPIRED");
+    assert_eq!(info.metadata["oldest_sequence"], "16");
+    // The boundary cursor is still valid and gives exactly what is left.
+    let mut sub = Sub::open(&mut calls, after(15)).await;
+    let (rest, _) = sub.until(pb::CheckpointReason::CaughtUp).await;
+    assert_eq!(rest.iter().map(seq).collect::<Vec<_>>(), (16..=20).collect::<Vec<_>>());
+    // from_beginning starts at the oldest available event.
+    let mut sub = Sub::open(&mut calls, from_beginning()).await;
+    assert_eq!(seq(&sub.next_update().await), 16);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cursor_beyond_the_log_is_out_of_range() {
+    let server = TestServer::memory().await;
+    let err = server.call_client().await.subscribe(after(1000)).await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange);
+    assert_eq!(err.get_details_error_info().unwrap().reason, "CURSOR_AHEAD");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_snapshot_lists_active_calls_then_marks_its_end_then_streams_updates() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    ingest_sf(&mut ingest, "callconnected", "active-1", json!({"callType": "inbound"})).await;
+    ingest_sf(&mut ingest, "callconnected", "ended-1", json!({"callType": "outbound"})).await;
+    ingest_sf(&mut ingest, "callended", "ended-1", json!({})).await;
+    let last = ingest_sf(&mut ingest, "hold", "active-2", json!({})).await.events[0].sequence;
+
+    let mut calls = server.call_client().await;
+    let mut sub = Sub::open(&mut calls, pb::SubscribeRequest { include_snapshot: true, ..Default::default() }).await;
+    let mut snapshot = Vec::new();
+    let marker = loop {
+        match sub.next().await {
+            Response::Snapshot(c) => snapshot.push(c.call_id),
+            Response::Checkpoint(c) => break c,
+            Response::Update(u) => panic!("update before the snapshot ended: {u:?}"),
+        }
+    };
+    assert_eq!(snapshot, vec!["sf:active-1", "sf:active-2"], "only active calls, oldest first");
+    assert_eq!((marker.reason(), marker.sequence), (pb::CheckpointReason::SnapshotComplete, last));
+    let next = ingest_sf(&mut ingest, "resume", "active-2", json!({})).await.events[0].sequence;
+    assert_eq!(seq(&sub.next_update().await), next);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_snapshot_can_be_filtered_and_combined_with_a_replay_start() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    ingest_sf(&mut ingest, "callconnected", "in", json!({"callType": "inbound"})).await;
+    ingest_sf(&mut ingest, "callconnected", "out", json!({"callType": "outbound"})).await;
+    let mut calls = server.call_client().await;
+    let req = pb::SubscribeRequest {
+        include_snapshot: true,
+        start: Some(pb::subscribe_request::Start::FromBeginning(true)),
+        filter: Some(pb::SubscribeFilter { directions: vec![pb::Direction::Outbound as i32], ..Default::default() }),
+        ..Default::default()
+    };
+    let mut sub = Sub::open(&mut calls, req).await;
+    assert!(matches!(sub.next().await, Response::Snapshot(c) if c.call_id == "sf:out"));
+    assert!(
+        matches!(sub.next().await, Response::Checkpoint(c) if c.reason() == pb::CheckpointReason::SnapshotComplete)
+    );
+    let (replayed, _) = sub.until(pb::CheckpointReason::CaughtUp).await;
+    assert_eq!(replayed.iter().map(|u| u.event.as_ref().unwrap().call_id.clone()).collect::<Vec<_>>(), vec!["sf:out"]);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn filters_select_by_call_type_direction_and_vendor() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    ingest_sf(&mut ingest, "callstarted", "a", json!({"callType": "inbound"})).await;
+    ingest_sf(&mut ingest, "callstarted", "b", json!({"callType": "outbound"})).await;
+    ingest_sf(&mut ingest, "hold", "a", json!({})).await;
+    ingest_sf(&mut ingest, "hold", "b", json!({})).await;
+    let mut calls = server.call_client().await;
+    let run = |filter: pb::SubscribeFilter| {
+        let mut calls = calls.clone();
+        async move {
+            let req = pb::SubscribeRequest {
+                filter: Some(filter),
+                start: Some(pb::subscribe_request::Start::FromBeginning(true)),
+                ..Default::default()
+            };
+            let mut sub = Sub::open(&mut calls, req).await;
+            let (ups, _) = sub.until(pb::CheckpointReason::CaughtUp).await;
+            ups.iter().map(seq).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(run(pb::SubscribeFilter { call_ids: vec!["sf:a".into()], ..Default::default() }).await, vec![1, 3]);
+    assert_eq!(
+        run(pb::SubscribeFilter { types: vec![pb::EventType::CallHeld as i32], ..Default::default() }).await,
+        vec![3, 4]
+    );
+    assert_eq!(
+        run(pb::SubscribeFilter { directions: vec![pb::Direction::Outbound as i32], ..Default::default() }).await,
+        vec![2, 4]
+    );
+    let both = pb::SubscribeFilter {
+        call_ids: vec!["sf:a".into()],
+        types: vec![pb::EventType::CallHeld as i32],
+        ..Default::default()
+    };
+    assert_eq!(run(both).await, vec![3]);
+    assert_eq!(
+        run(pb::SubscribeFilter { vendors: vec![pb::Vendor::Xelion as i32], ..Default::default() }).await,
+        Vec::<u64>::new()
+    );
+    // Live updates are filtered the same way.
+    let mut sub = Sub::open(
+        &mut calls,
+        pb::SubscribeRequest {
+            filter: Some(pb::SubscribeFilter { call_ids: vec!["sf:b".into()], ..Default::default() }),
+            ..Default::default()
+        },
+    )
+    .await;
+    sub.until(pb::CheckpointReason::CaughtUp).await;
+    ingest_sf(&mut ingest, "resume", "a", json!({})).await;
+    let b = ingest_sf(&mut ingest, "resume", "b", json!({})).await.events[0].sequence;
+    assert_eq!(seq(&sub.next_update().await), b);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_moved_to_the_log_and_loses_nothing() {
+    let server = TestServer::start(Config { subscriber_buffer: 4, ..Config::for_tests() }).await;
+    // A small HTTP/2 window, so that not reading pushes back onto the server
+    // after a few events instead of after megabytes of client buffer.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .initial_stream_window_size(Some(16 * 1024))
+        .initial_connection_window_size(Some(16 * 1024))
+        .connect()
+        .await
+        .unwrap();
+    let mut calls = pb::call_service_client::CallServiceClient::new(channel);
+    let mut slow = Sub::open(&mut calls, live()).await;
+    slow.until(pb::CheckpointReason::CaughtUp).await;
+    let mut ingest = server.ingest_client().await;
+    let seqs = start_calls(&mut ingest, "flood", 300).await;
+    assert!(server.services.hub.lag_events() > 0, "the slow subscriber overflowed its live queue");
+    let got: Vec<u64> = slow.updates(300).await.iter().map(seq).collect();
+    assert_eq!(got, seqs, "it caught up from the log with no gap and no duplicate");
+    // And it is live again afterwards.
+    let next = start_calls(&mut ingest, "after", 1).await;
+    assert_eq!(seq(&slow.next_update().await), next[0]);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn heartbeats_carry_a_fresh_cursor_even_for_a_filtered_subscriber() {
+    let server = TestServer::memory().await;
+    let mut calls = server.call_client().await;
+    let req = pb::SubscribeRequest {
+        filter: Some(pb::SubscribeFilter { call_ids: vec!["sf:nobody".into()], ..Default::default() }),
+        heartbeat_interval: Some(prost_types::Duration { seconds: 0, nanos: 100_000_000 }),
+        ..Default::default()
+    };
+    let mut sub = Sub::open(&mut calls, req).await;
+    sub.until(pb::CheckpointReason::CaughtUp).await;
+    let mut ingest = server.ingest_client().await;
+    let seqs = start_calls(&mut ingest, "other", 3).await;
+    loop {
+        let (updates, cursor) = sub.until(pb::CheckpointReason::Heartbeat).await;
+        assert!(updates.is_empty(), "the filter passes nothing");
+        if cursor == seqs[2] {
+            break;
+        }
+        assert!(cursor < seqs[2]);
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_heartbeat_interval_out_of_bounds_is_rejected() {
+    let server = TestServer::memory().await;
+    let req = pb::SubscribeRequest {
+        heartbeat_interval: Some(prost_types::Duration { seconds: 0, nanos: 1_000 }),
+        ..Default::default()
+    };
+    assert_eq!(server.call_client().await.subscribe(req).await.unwrap_err().code(), Code::InvalidArgument);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_disconnected_subscriber_frees_its_slot_at_once() {
+    let server = TestServer::memory().await;
+    let mut calls = server.call_client().await;
+    let mut sub = Sub::open(&mut calls, live()).await;
+    sub.until(pb::CheckpointReason::CaughtUp).await;
+    assert_eq!(server.services.hub.subscribers(), 1);
+    drop(sub);
+    let hub = server.services.hub.clone();
+    eventually("the hub forgets the subscriber", || hub.subscribers() == 0).await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn since_starts_at_the_first_event_received_at_that_time() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    start_calls(&mut ingest, "before", 3).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cut = chrono::Utc::now();
+    let later = start_calls(&mut ingest, "after", 2).await;
+    let req = pb::SubscribeRequest {
+        start: Some(pb::subscribe_request::Start::Since(switchboard::grpc::convert::timestamp(cut))),
+        ..Default::default()
+    };
+    let mut sub = Sub::open(&mut server.call_client().await, req).await;
+    let (got, _) = sub.until(pb::CheckpointReason::CaughtUp).await;
+    assert_eq!(got.iter().map(seq).collect::<Vec<_>>(), later);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn tenants_only_see_their_own_events() {
+    let server = TestServer::memory().await;
+    let mut calls = server.call_client().await;
+    let mut sub_a = Sub::open(&mut calls, pb::SubscribeRequest { tenant_id: "a".into(), ..Default::default() }).await;
+    sub_a.until(pb::CheckpointReason::CaughtUp).await;
+    let mut ingest = server.ingest_client().await;
+    let mut req = request(pb::Vendor::SalesforceVoice, &sf("hold", "x", json!({})));
+    req.tenant_id = "b".into();
+    ingest.ingest(req.clone()).await.unwrap();
+    req.tenant_id = "a".into();
+    let a = ingest.ingest(req).await.unwrap().into_inner().events[0].sequence;
+    let u = sub_a.next_update().await;
+    assert_eq!((seq(&u), u.event.unwrap().tenant_id.as_str()), (a, "a"));
+    let mut replay = Sub::open(&mut calls, pb::SubscribeRequest { tenant_id: "b".into(), ..from_beginning() }).await;
+    let (b_events, _) = replay.until(pb::CheckpointReason::CaughtUp).await;
+    let tenants: HashSet<_> = b_events.iter().map(|u| u.event.as_ref().unwrap().tenant_id.clone()).collect();
+    assert_eq!(tenants, HashSet::from(["b".to_string()]));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn every_update_carries_the_call_after_the_event() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    ingest_sf(&mut ingest, "callconnected", "c", json!({})).await;
+    ingest_sf(&mut ingest, "hold", "c", json!({})).await;
+    let mut sub = Sub::open(&mut server.call_client().await, from_beginning()).await;
+    let ups = sub.updates(2).await;
+    let call = ups[1].call.as_ref().unwrap();
+    assert_eq!(
+        (call.state(), call.on_hold, call.call_sequence, call.last_sequence),
+        (pb::CallState::OnHold, true, 2, 2)
+    );
+    assert_eq!(ups[0].call.as_ref().unwrap().state(), pb::CallState::Connected);
+    server.stop().await.unwrap();
+}
