@@ -7,19 +7,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::adapters::{Normalizer, PhoneNormalizer};
+use crate::auth::{AuthConfigError, Authenticator, read_token_file};
 use crate::config::{Config, ConfigError, StoreKind};
+use crate::grpc::access::RateLimiter;
 use crate::grpc::server;
 use crate::http::{self, OpsState};
 use crate::hub::Hub;
+use crate::service::SubscriberSlots;
 use crate::service::{ServiceOptions, Services};
 use crate::store::memory::MemoryStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::telemetry;
+use crate::tls::{ReloadingTls, TlsError, tcp_incoming, tls_incoming};
 
 /// How long shutdown waits for in-flight requests before giving up.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,6 +36,12 @@ pub enum AppError {
     /// The store could not be opened or closed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The token configuration is unusable.
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    /// The TLS material is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// A socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -53,12 +62,16 @@ pub struct App {
     metrics_listener: Option<TcpListener>,
     health_listener: Option<TcpListener>,
     services: Arc<Services>,
+    auth: Authenticator,
+    tls: Option<Arc<ReloadingTls>>,
 }
 
 impl App {
     /// Opens the store and binds the sockets.
     pub async fn build(config: Config) -> Result<App, AppError> {
         config.validate()?;
+        let auth = load_auth(&config)?;
+        let tls = config.tls.clone().map(ReloadingTls::load).transpose()?;
         let hub = Hub::new(config.subscriber_buffer);
         let store = open_store(&config, hub.clone()).await?;
         let phone = PhoneNormalizer::new(&config.default_region).map_err(ConfigError::Invalid)?;
@@ -69,9 +82,12 @@ impl App {
             options: ServiceOptions {
                 max_payload_bytes: config.max_payload_bytes,
                 heartbeat_interval: config.heartbeat_interval,
+                max_subscribers_per_tenant: config.max_subscribers_per_tenant,
                 ..ServiceOptions::default()
             },
             shutdown: CancellationToken::new(),
+            subscribers: SubscriberSlots::default(),
+            limiter: RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst),
         });
         let listener = bind(config.listen).await?;
         let metrics_listener = match config.metrics_listen {
@@ -82,7 +98,7 @@ impl App {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        Ok(App { config, listener, metrics_listener, health_listener, services })
+        Ok(App { config, listener, metrics_listener, health_listener, services, auth, tls })
     }
 
     /// The bound gRPC address (useful with port 0).
@@ -109,7 +125,15 @@ impl App {
     /// delay, a final checkpoint to every subscriber, in-flight requests
     /// finished, the store flushed and closed.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
-        let App { config, listener, metrics_listener, health_listener, services } = self;
+        let App { config, listener, metrics_listener, health_listener, services, auth, tls } = self;
+        if auth.enabled() {
+            tracing::info!(tokens = auth.len(), "authentication on");
+        } else {
+            tracing::warn!(
+                "authentication is OFF: any client can ingest, subscribe and query every tenant; configure tokens (--auth-file) before exposing this server"
+            );
+        }
+        metrics::gauge!("switchboard_build_info", "version" => env!("CARGO_PKG_VERSION"), "store" => services.store.kind()).set(1.0);
         let (reporter, health) = tonic_health::server::health_reporter();
         server::set_health(&reporter, false, services.store.is_healthy()).await;
         let serving = Arc::new(AtomicBool::new(true));
@@ -120,7 +144,7 @@ impl App {
             );
             tokio::spawn(server::serve_health(svc, l, stop_server.clone().cancelled_owned()))
         });
-        let health_watch = tokio::spawn(health_loop(reporter.clone(), services.store.clone(), serving.clone()));
+        let health_watch = tokio::spawn(health_loop(reporter.clone(), services.clone(), serving.clone()));
 
         let ops = metrics_listener.map(|l| {
             let state = OpsState {
@@ -133,14 +157,18 @@ impl App {
         let retention =
             tokio::spawn(retention_loop(services.store.clone(), config.retention_interval, stop_server.clone()));
 
-        let grpc = server::serve(
-            &config,
-            services.clone(),
-            health,
-            TcpListenerStream::new(listener),
-            stop_server.clone().cancelled_owned(),
-        );
-        tokio::pin!(grpc);
+        let auth_watch =
+            config.auth_file.clone().map(|path| tokio::spawn(watch_auth_file(path, auth.clone(), stop_server.clone())));
+        type Serving<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send + 'a>>;
+        let stop = stop_server.clone().cancelled_owned();
+        let mut grpc: Serving = match tls {
+            Some(tls) => {
+                tracing::info!(mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "TLS on");
+                tls.clone().watch(FILE_WATCH_INTERVAL, stop_server.clone());
+                Box::pin(server::serve(&config, services.clone(), auth, health, tls_incoming(listener, tls), stop))
+            }
+            None => Box::pin(server::serve(&config, services.clone(), auth, health, tcp_incoming(listener), stop)),
+        };
         tokio::select! {
             r = &mut grpc => {
                 r?;
@@ -173,6 +201,9 @@ impl App {
         if let Some(h) = health_only {
             let _ = h.await;
         }
+        if let Some(w) = auth_watch {
+            w.abort();
+        }
         services.store.close().await?;
         tracing::info!("stopped");
         Ok(())
@@ -200,12 +231,61 @@ pub async fn open_store(config: &Config, hub: Arc<Hub>) -> Result<Arc<dyn Store>
     })
 }
 
-/// Keeps readiness in step with the store's health.
-async fn health_loop(reporter: tonic_health::server::HealthReporter, store: Arc<dyn Store>, serving: Arc<AtomicBool>) {
+/// How often mounted TLS and token files are checked for changes.
+const FILE_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The token set from the config file and the auth file.
+fn load_auth(config: &Config) -> Result<Authenticator, AppError> {
+    if !config.auth_enabled() {
+        return Ok(Authenticator::disabled());
+    }
+    let mut tokens = config.tokens.clone();
+    if let Some(path) = &config.auth_file {
+        tokens.extend(read_token_file(path)?);
+    }
+    Ok(Authenticator::new(&tokens)?)
+}
+
+/// Re-reads the auth file when its content changes (a rotated Secret). A
+/// file that does not load keeps the tokens in force.
+async fn watch_auth_file(path: std::path::PathBuf, auth: Authenticator, stop: CancellationToken) {
+    let mut last = std::fs::read(&path).ok();
+    let mut tick = tokio::time::interval(FILE_WATCH_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = std::fs::read(&path).ok();
+        if now.is_none() || now == last {
+            continue;
+        }
+        last = now;
+        match read_token_file(&path).and_then(|t| auth.replace(&t).map(|()| t.len())) {
+            Ok(n) => tracing::info!(tokens = n, path = %path.display(), "auth file reloaded"),
+            Err(e) => tracing::warn!(error = %e, "auth file changed but does not load; keeping the current tokens"),
+        }
+    }
+}
+
+/// Keeps readiness in step with the store's health, and the log and
+/// subscriber gauges current.
+async fn health_loop(
+    reporter: tonic_health::server::HealthReporter,
+    services: Arc<Services>,
+    serving: Arc<AtomicBool>,
+) {
+    let store = services.store.clone();
     let mut last = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        if let Ok(b) = store.bounds().await {
+            metrics::gauge!("switchboard_log_last_sequence").set(b.last as f64);
+            metrics::gauge!("switchboard_log_oldest_sequence").set(b.oldest_available() as f64);
+            metrics::gauge!("switchboard_log_events").set(b.last.saturating_sub(b.pruned_through) as f64);
+        }
+        metrics::gauge!("switchboard_live_subscribers").set(services.hub.subscribers() as f64);
         let healthy = store.is_healthy();
         if serving.load(Ordering::Acquire) && last != Some(healthy) {
             if last.is_some() {

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::TokenConfig;
+use crate::tls::TlsFiles;
+
 /// Which store backs the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -111,6 +114,28 @@ pub struct ServeArgs {
     /// Allowed CORS origins for gRPC-Web, comma-separated; `*` for any [default: *].
     #[arg(long, env = "SWITCHBOARD_CORS_ORIGINS", value_name = "ORIGINS")]
     pub cors_origins: Option<String>,
+    /// TOML file of `[[tokens]]` (name, sha256, tenant, roles); turns
+    /// authentication on. Re-read when it changes [default: none].
+    #[arg(long, env = "SWITCHBOARD_AUTH_FILE", value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM); with --tls-key turns TLS on. Reloaded when it changes.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) client certificates must chain to: turns on mutual TLS.
+    #[arg(long, env = "SWITCHBOARD_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Concurrent Subscribe streams per tenant [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_MAX_SUBSCRIBERS_PER_TENANT", value_name = "N")]
+    pub max_subscribers_per_tenant: Option<usize>,
+    /// Requests per second per token (per tenant without auth); 0 disables [default: 0].
+    #[arg(long, env = "SWITCHBOARD_RATE_LIMIT_PER_SECOND", value_name = "N")]
+    pub rate_limit_per_second: Option<f64>,
+    /// Burst allowance of the rate limit [default: twice the rate].
+    #[arg(long, env = "SWITCHBOARD_RATE_LIMIT_BURST", value_name = "N")]
+    pub rate_limit_burst: Option<f64>,
     /// Validate the configuration, print it, and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -151,6 +176,15 @@ struct FileConfig {
     #[serde(default, with = "humantime_serde")]
     drain_delay: Option<Duration>,
     cors_origins: Option<String>,
+    auth_file: Option<PathBuf>,
+    #[serde(default)]
+    tokens: Vec<TokenConfig>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    max_subscribers_per_tenant: Option<usize>,
+    rate_limit_per_second: Option<f64>,
+    rate_limit_burst: Option<f64>,
 }
 
 /// The resolved configuration of a server.
@@ -202,6 +236,25 @@ pub struct Config {
     pub drain_delay: Duration,
     /// gRPC-Web CORS origins (`*` = any).
     pub cors_origins: Vec<String>,
+    /// Token file (re-read on change).
+    pub auth_file: Option<PathBuf>,
+    /// Tokens written in the config file itself.
+    pub tokens: Vec<TokenConfig>,
+    /// TLS material; `None` serves plaintext.
+    pub tls: Option<TlsFiles>,
+    /// Subscribe streams per tenant.
+    pub max_subscribers_per_tenant: usize,
+    /// Requests per second per token; 0 disables.
+    pub rate_limit_per_second: f64,
+    /// Rate-limit burst.
+    pub rate_limit_burst: f64,
+}
+
+impl Config {
+    /// Whether tokens are required.
+    pub fn auth_enabled(&self) -> bool {
+        self.auth_file.is_some() || !self.tokens.is_empty()
+    }
 }
 
 impl Default for Config {
@@ -230,6 +283,12 @@ impl Default for Config {
             default_region: "US".into(),
             drain_delay: Duration::ZERO,
             cors_origins: vec!["*".into()],
+            auth_file: None,
+            tokens: Vec::new(),
+            tls: None,
+            max_subscribers_per_tenant: 10_000,
+            rate_limit_per_second: 0.0,
+            rate_limit_burst: 0.0,
         }
     }
 }
@@ -303,7 +362,23 @@ impl Config {
                 .or(file.cors_origins)
                 .map(|s| s.split(',').map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect())
                 .unwrap_or(d.cors_origins),
+            auth_file: args.auth_file.clone().or(file.auth_file),
+            tokens: file.tokens,
+            tls: tls_files(
+                args.tls_cert.clone().or(file.tls_cert),
+                args.tls_key.clone().or(file.tls_key),
+                args.tls_client_ca.clone().or(file.tls_client_ca),
+            )?,
+            max_subscribers_per_tenant: args
+                .max_subscribers_per_tenant
+                .or(file.max_subscribers_per_tenant)
+                .unwrap_or(d.max_subscribers_per_tenant),
+            rate_limit_per_second: args.rate_limit_per_second.or(file.rate_limit_per_second).unwrap_or(0.0),
+            rate_limit_burst: 0.0,
         };
+        let mut cfg = cfg;
+        cfg.rate_limit_burst =
+            args.rate_limit_burst.or(file.rate_limit_burst).unwrap_or((cfg.rate_limit_per_second * 2.0).max(1.0));
         cfg.validate()?;
         Ok(cfg)
     }
@@ -327,6 +402,12 @@ impl Config {
             return bad("--max-concurrent-streams must be at least 1");
         }
         crate::adapters::PhoneNormalizer::new(&self.default_region).map_err(ConfigError::Invalid)?;
+        if !(self.rate_limit_per_second >= 0.0 && self.rate_limit_per_second.is_finite()) {
+            return bad("--rate-limit-per-second must be a non-negative number");
+        }
+        if self.max_subscribers_per_tenant == 0 {
+            return bad("--max-subscribers-per-tenant must be at least 1");
+        }
         Ok(())
     }
 
@@ -339,6 +420,19 @@ impl Config {
             store: StoreKind::Memory,
             ..Config::default()
         }
+    }
+}
+
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key, client_ca })),
+        (None, None) if client_ca.is_none() => Ok(None),
+        (None, None) => Err(ConfigError::Invalid("--tls-client-ca needs --tls-cert and --tls-key".into())),
+        _ => Err(ConfigError::Invalid("--tls-cert and --tls-key go together".into())),
     }
 }
 

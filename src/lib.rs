@@ -18,6 +18,7 @@
 
 pub mod adapters;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -28,3 +29,4 @@ pub mod proto;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -45,7 +45,11 @@ impl PhoneNormalizer {
         let valid = |n: phonenumber::PhoneNumber| {
             phonenumber::is_valid(&n).then(|| n.format().mode(phonenumber::Mode::E164).to_string())
         };
-        let parsed = phonenumber::parse(self.region, raw).ok().and_then(valid);
+        // International numbers parse without a region: with one, the crate
+        // strips that region's national prefix after the country code
+        // (`+31 15…` loses its `1` under region US).
+        let region = if raw.starts_with('+') { None } else { self.region };
+        let parsed = phonenumber::parse(region, raw).ok().and_then(valid);
         parsed.or_else(|| {
             // Country code without the `+` (8x8 `phoneNum: 447799147855`).
             (!raw.starts_with('+'))
@@ -85,6 +89,12 @@ mod tests {
         assert_eq!(us().e164("+1 (415) 999-0000").as_deref(), Some("+14159990000"));
         assert_eq!(us().e164("5515557212").as_deref(), Some("+15515557212"));
         assert_eq!(us().e164("+15515557212").as_deref(), Some("+15515557212"));
+    }
+
+    #[test]
+    fn international_numbers_parse_whatever_the_default_region() {
+        assert_eq!(us().e164("+31152511411").as_deref(), Some("+31152511411"));
+        assert_eq!(us().e164("+31 10 123 4567").as_deref(), Some("+31101234567"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod health;
 mod ingest;
 mod serve;
 mod subscribe;
+mod token;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,9 @@ pub enum Command {
     Calls(calls::CallsArgs),
     /// Check a server's gRPC health; exits 0 when it is SERVING.
     Health(health::HealthArgs),
+    /// Manage bearer tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -58,6 +62,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Replay(args) => subscribe::replay(args).await,
             Command::Calls(args) => calls::run(args).await,
             Command::Health(args) => health::run(args).await,
+            Command::Token(cmd) => token::run(cmd),
         }
     });
     match result {

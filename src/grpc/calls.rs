@@ -3,20 +3,22 @@
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
+use tracing::{Instrument, field};
 
+use super::access::authorize;
 use super::status::{bad_request, to_status};
 use super::wire::EncodedResponse;
-use super::{convert, tenancy};
+use super::{convert, observe};
 use crate::adapters::FieldViolation;
+use crate::auth::Role;
 use crate::domain::{Direction, EventFilter, EventType, Vendor};
 use crate::proto::v1 as pb;
-use crate::service::ServiceError;
-use crate::service::Services;
 use crate::service::subscribe::{Start, SubscribeSpec};
+use crate::service::{ServiceError, Services};
 use crate::store::{CallQuery, StateFilter};
 
 /// Bounds of a per-stream heartbeat override.
@@ -63,6 +65,15 @@ impl Violations {
         out
     }
 
+    fn ids(&mut self, field: &str, values: Vec<String>) -> HashSet<String> {
+        for (i, x) in values.iter().enumerate() {
+            if x.is_empty() {
+                self.add(format!("filter.{field}[{i}]"), "must not be empty");
+            }
+        }
+        values.into_iter().collect()
+    }
+
     fn finish(self) -> Result<(), Status> {
         if self.0.is_empty() { Ok(()) } else { Err(to_status(ServiceError::InvalidRequest(self.0))) }
     }
@@ -70,44 +81,56 @@ impl Violations {
 
 fn filter(f: Option<pb::SubscribeFilter>, v: &mut Violations) -> EventFilter {
     let f = f.unwrap_or_default();
-    let ids = |field: &str, xs: Vec<String>, v: &mut Violations| {
-        for (i, x) in xs.iter().enumerate() {
-            if x.is_empty() {
-                v.add(format!("filter.{field}[{i}]"), "must not be empty");
-            }
-        }
-        xs.into_iter().collect::<HashSet<_>>()
-    };
     EventFilter {
         types: v.enums("filter.types", &f.types, EventType::from_number),
         vendors: v.enums("filter.vendors", &f.vendors, Vendor::from_number),
         directions: v.enums("filter.directions", &f.directions, Direction::from_number),
-        call_ids: ids("call_ids", f.call_ids, v),
-        conversation_ids: ids("conversation_ids", f.conversation_ids, v),
-        agent_ids: ids("agent_ids", f.agent_ids, v),
-        queue_ids: ids("queue_ids", f.queue_ids, v),
+        call_ids: v.ids("call_ids", f.call_ids),
+        conversation_ids: v.ids("conversation_ids", f.conversation_ids),
+        agent_ids: v.ids("agent_ids", f.agent_ids),
+        queue_ids: v.ids("queue_ids", f.queue_ids),
     }
+}
+
+/// The client's deadline (`grpc-timeout`). tonic enforces it for unary calls;
+/// a Subscribe stream honours it by ending with DEADLINE_EXCEEDED.
+fn deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let v = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok().filter(|_| digits.len() <= 8)?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 type SubscribeStream = Pin<Box<dyn Stream<Item = Result<EncodedResponse, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl pb::call_service_server::CallService for CallApi {
-    type SubscribeStream = SubscribeStream;
+fn invalid_enum(field: &str, n: i32) -> Status {
+    let why = format!("unknown value {n}");
+    bad_request(format!("{field}: {why}"), "INVALID_REQUEST", &[FieldViolation::new(field, why)])
+}
 
-    async fn subscribe(
+impl CallApi {
+    async fn open_subscription(
         &self,
         request: Request<pb::SubscribeRequest>,
-    ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let tenant = tenancy::resolve(&request, &request.get_ref().tenant_id)?;
+    ) -> Result<Response<SubscribeStream>, Status> {
+        let tenant = authorize(&request, &request.get_ref().tenant_id, Role::Subscribe, &self.services.limiter)?;
+        tracing::Span::current().record("tenant", tenant.as_str());
+        let deadline = deadline(request.metadata());
         let req = request.into_inner();
         let mut v = Violations::default();
         let filter = filter(req.filter, &mut v);
         let start = match req.start {
-            None => Start::Live,
+            None | Some(pb::subscribe_request::Start::FromBeginning(false)) => Start::Live,
             Some(pb::subscribe_request::Start::AfterSequence(n)) => Start::After(n),
             Some(pb::subscribe_request::Start::FromBeginning(true)) => Start::FromBeginning,
-            Some(pb::subscribe_request::Start::FromBeginning(false)) => Start::Live,
             Some(pb::subscribe_request::Start::Since(t)) => match convert::from_timestamp(&t) {
                 Some(t) => Start::Since(t),
                 None => {
@@ -133,42 +156,40 @@ impl pb::call_service_server::CallService for CallApi {
             heartbeat,
         };
         let stream = self.services.subscribe(spec).await.map_err(to_status)?;
-        Ok(Response::new(Box::pin(stream.map(|r| r.map_err(|e| to_status(ServiceError::Store(e)))))))
+        let stream = stream.map(|r| r.map_err(|e| to_status(ServiceError::Store(e))));
+        Ok(Response::new(match deadline {
+            None => Box::pin(stream),
+            Some(d) => Box::pin(stream.take_until(tokio::time::sleep(d)).chain(futures_util::stream::once(async {
+                Err(Status::deadline_exceeded("the subscription reached the client's deadline"))
+            }))),
+        }))
     }
 
-    async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::GetCallResponse>, Status> {
-        let tenant = tenancy::resolve(&request, &request.get_ref().tenant_id)?;
+    async fn get(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::GetCallResponse>, Status> {
+        let tenant = authorize(&request, &request.get_ref().tenant_id, Role::Query, &self.services.limiter)?;
+        tracing::Span::current().record("tenant", tenant.as_str());
         let call = self.services.get_call(&tenant, &request.get_ref().call_id).await.map_err(to_status)?;
         Ok(Response::new(pb::GetCallResponse { call: Some(convert::call(&call)) }))
     }
 
-    async fn list_calls(
-        &self,
-        request: Request<pb::ListCallsRequest>,
-    ) -> Result<Response<pb::ListCallsResponse>, Status> {
-        let tenant = tenancy::resolve(&request, &request.get_ref().tenant_id)?;
+    async fn list(&self, request: Request<pb::ListCallsRequest>) -> Result<Response<pb::ListCallsResponse>, Status> {
+        let tenant = authorize(&request, &request.get_ref().tenant_id, Role::Query, &self.services.limiter)?;
+        tracing::Span::current().record("tenant", tenant.as_str());
         let req = request.into_inner();
         let f = req.filter.unwrap_or_default();
-        let bad = |field: &str, n: i32| {
-            bad_request(
-                format!("{field}: unknown value {n}"),
-                "INVALID_REQUEST",
-                &[FieldViolation::new(field, format!("unknown value {n}"))],
-            )
-        };
         let state = match pb::CallStateFilter::try_from(f.state) {
             Ok(pb::CallStateFilter::Unspecified | pb::CallStateFilter::Any) => StateFilter::Any,
             Ok(pb::CallStateFilter::Active) => StateFilter::Active,
             Ok(pb::CallStateFilter::Ended) => StateFilter::Ended,
-            Err(_) => return Err(bad("filter.state", f.state)),
+            Err(_) => return Err(invalid_enum("filter.state", f.state)),
         };
         let vendor = match f.vendor {
             0 => None,
-            n => Some(Vendor::from_number(n).ok_or_else(|| bad("filter.vendor", n))?),
+            n => Some(Vendor::from_number(n).ok_or_else(|| invalid_enum("filter.vendor", n))?),
         };
         let direction = match f.direction {
             0 => None,
-            n => Some(Direction::from_number(n).ok_or_else(|| bad("filter.direction", n))?),
+            n => Some(Direction::from_number(n).ok_or_else(|| invalid_enum("filter.direction", n))?),
         };
         let query = CallQuery {
             state,
@@ -182,5 +203,31 @@ impl pb::call_service_server::CallService for CallApi {
         let (calls, next_page_token) =
             self.services.list_calls(&tenant, query, req.page_size, &req.page_token).await.map_err(to_status)?;
         Ok(Response::new(pb::ListCallsResponse { calls: calls.iter().map(convert::call).collect(), next_page_token }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::call_service_server::CallService for CallApi {
+    type SubscribeStream = SubscribeStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let span = tracing::info_span!("Subscribe", tenant = field::Empty);
+        observe("Subscribe", Instant::now(), self.open_subscription(request).instrument(span).await)
+    }
+
+    async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::GetCallResponse>, Status> {
+        let span = tracing::info_span!("GetCall", tenant = field::Empty, call_id = %request.get_ref().call_id);
+        observe("GetCall", Instant::now(), self.get(request).instrument(span).await)
+    }
+
+    async fn list_calls(
+        &self,
+        request: Request<pb::ListCallsRequest>,
+    ) -> Result<Response<pb::ListCallsResponse>, Status> {
+        let span = tracing::info_span!("ListCalls", tenant = field::Empty);
+        observe("ListCalls", Instant::now(), self.list(request).instrument(span).await)
     }
 }

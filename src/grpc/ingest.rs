@@ -1,16 +1,20 @@
 //! `switchboard.v1.IngestService`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tonic::{Request, Response, Status};
+use tracing::{Instrument, field};
 
+use super::access::authorize;
 use super::status::{bad_request, to_status};
-use super::{convert, tenancy};
+use super::{convert, observe};
 use crate::adapters::FieldViolation;
+use crate::auth::Role;
 use crate::domain::Vendor;
 use crate::proto::v1 as pb;
-use crate::service::Services;
 use crate::service::ingest::IngestInput;
+use crate::service::{ServiceError, Services};
 use crate::store::IngestOutcome;
 
 /// The IngestService implementation.
@@ -24,6 +28,78 @@ impl IngestApi {
     pub fn new(services: Arc<Services>) -> IngestApi {
         IngestApi { services }
     }
+
+    async fn handle(&self, request: Request<pb::IngestRequest>) -> Result<Response<pb::IngestResponse>, Status> {
+        let span = tracing::Span::current();
+        let tenant = authorize(&request, &request.get_ref().tenant_id, Role::Ingest, &self.services.limiter)?;
+        span.record("tenant", tenant.as_str());
+        let traceparent = super::traceparent(request.metadata());
+        let req = request.into_inner();
+        let vendor = match req.vendor {
+            0 => None,
+            n => Some(Vendor::from_number(n).ok_or_else(|| invalid("vendor", format!("unknown vendor value {n}")))?),
+        };
+        let bridge_received_at = match &req.received_at {
+            None => None,
+            Some(t) => Some(convert::from_timestamp(t).ok_or_else(|| invalid("received_at", "out of range"))?),
+        };
+        let size = req.payload.len();
+        let input = IngestInput {
+            tenant: tenant.clone(),
+            vendor,
+            payload: req.payload,
+            request_id: Some(req.request_id).filter(|s| !s.is_empty()),
+            vendor_event_type: Some(req.vendor_event_type).filter(|s| !s.is_empty()),
+            bridge_received_at,
+            traceparent,
+        };
+        let out = match self.services.ingest(input).await {
+            Ok(out) => out,
+            Err(e) => {
+                audit_rejection(&tenant, vendor, size, &e);
+                return Err(to_status(e));
+            }
+        };
+        span.record("vendor", out.vendor.label());
+        span.record("outcome", out.outcome.label());
+        if let Some(r) = out.records.first() {
+            span.record("call_id", r.meta.call_id.as_str());
+        }
+        let events = out
+            .records
+            .iter()
+            .map(|r| convert::decode_event(r.update_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                tracing::error!(error = %e, "stored event does not decode");
+                Status::internal("internal error")
+            })?;
+        Ok(Response::new(pb::IngestResponse {
+            outcome: outcome(out.outcome) as i32,
+            events,
+            vendor: out.vendor.number(),
+        }))
+    }
+}
+
+/// Counts and logs a rejected payload: size, vendor and reason, never the
+/// content (it may hold personal data); the field-level detail only at debug.
+fn audit_rejection(tenant: &crate::domain::TenantId, vendor: Option<Vendor>, size: usize, e: &ServiceError) {
+    let vendor = vendor.map_or("unspecified", Vendor::label);
+    let reason = match e {
+        ServiceError::Adapter(a) => a.reason(),
+        ServiceError::PayloadTooLarge { .. } => "payload_too_large",
+        ServiceError::InvalidRequest(_) => "invalid_request",
+        _ => return,
+    };
+    metrics::counter!("switchboard_ingest_rejected_total", "vendor" => vendor, "reason" => reason).increment(1);
+    let fields: Vec<String> = match e {
+        ServiceError::Adapter(a) => a.violations().into_iter().map(|v| v.field).collect(),
+        ServiceError::InvalidRequest(v) => v.iter().map(|v| v.field.clone()).collect(),
+        _ => Vec::new(),
+    };
+    tracing::info!(tenant = %tenant, vendor, size, reason, fields = ?fields, "payload rejected");
+    tracing::debug!(tenant = %tenant, vendor, error = %e, "payload rejection detail");
 }
 
 fn outcome(o: IngestOutcome) -> pb::IngestOutcome {
@@ -42,38 +118,14 @@ fn invalid(field: &str, why: impl Into<String>) -> Status {
 #[tonic::async_trait]
 impl pb::ingest_service_server::IngestService for IngestApi {
     async fn ingest(&self, request: Request<pb::IngestRequest>) -> Result<Response<pb::IngestResponse>, Status> {
-        let tenant = tenancy::resolve(&request, &request.get_ref().tenant_id)?;
-        let req = request.into_inner();
-        let vendor = match req.vendor {
-            0 => None,
-            n => Some(Vendor::from_number(n).ok_or_else(|| invalid("vendor", format!("unknown vendor value {n}")))?),
-        };
-        let bridge_received_at = match &req.received_at {
-            None => None,
-            Some(t) => Some(convert::from_timestamp(t).ok_or_else(|| invalid("received_at", "out of range"))?),
-        };
-        let input = IngestInput {
-            tenant,
-            vendor,
-            payload: req.payload,
-            request_id: Some(req.request_id).filter(|s| !s.is_empty()),
-            vendor_event_type: Some(req.vendor_event_type).filter(|s| !s.is_empty()),
-            bridge_received_at,
-        };
-        let out = self.services.ingest(input).await.map_err(to_status)?;
-        let events = out
-            .records
-            .iter()
-            .map(|r| convert::decode_event(r.update_bytes()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                tracing::error!(error = %e, "stored event does not decode");
-                Status::internal("internal error")
-            })?;
-        Ok(Response::new(pb::IngestResponse {
-            outcome: outcome(out.outcome) as i32,
-            events,
-            vendor: out.vendor.number(),
-        }))
+        let span = tracing::info_span!(
+            "Ingest",
+            tenant = field::Empty,
+            vendor = field::Empty,
+            call_id = field::Empty,
+            outcome = field::Empty
+        );
+        let started = Instant::now();
+        observe("Ingest", started, self.handle(request).instrument(span).await)
     }
 }

@@ -1,11 +1,46 @@
 //! The gRPC edge: tonic services, conversions, error mapping and the server
 //! assembly (health, reflection, gRPC-Web, CORS, keepalive, limits).
 
+pub mod access;
 pub mod calls;
 pub mod convert;
 pub mod ingest;
 pub mod json;
 pub mod server;
 pub mod status;
-pub mod tenancy;
 pub mod wire;
+
+use std::time::Instant;
+
+use tonic::metadata::MetadataMap;
+
+/// Records an RPC's latency and, for failures, its status code.
+pub(crate) fn observe<T>(
+    method: &'static str,
+    started: Instant,
+    result: Result<T, tonic::Status>,
+) -> Result<T, tonic::Status> {
+    metrics::histogram!("switchboard_rpc_duration_seconds", "method" => method).record(started.elapsed().as_secs_f64());
+    if let Err(s) = &result {
+        metrics::counter!("switchboard_rpc_errors_total", "method" => method, "code" => format!("{:?}", s.code()))
+            .increment(1);
+    }
+    result
+}
+
+/// A valid W3C `traceparent` from the request metadata, to carry onto the
+/// events the request produces.
+pub(crate) fn traceparent(metadata: &MetadataMap) -> Option<String> {
+    let v = metadata.get("traceparent")?.to_str().ok()?.trim();
+    let parts: Vec<&str> = v.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let valid = parts.len() == 4
+        && hex(parts[0], 2)
+        && parts[0] != "ff"
+        && hex(parts[1], 32)
+        && parts[1] != "0".repeat(32)
+        && hex(parts[2], 16)
+        && parts[2] != "0".repeat(16)
+        && hex(parts[3], 2);
+    valid.then(|| v.to_string())
+}

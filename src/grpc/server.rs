@@ -13,8 +13,12 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use tonic::service::interceptor::InterceptedService;
+
+use super::access::AuthInterceptor;
 use super::calls::CallApi;
 use super::ingest::IngestApi;
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::proto::{self, v1 as pb};
 use crate::service::Services;
@@ -73,6 +77,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 pub async fn serve<I, IO, IE, H>(
     config: &Config,
     services: Arc<Services>,
+    auth: Authenticator,
     health: HealthServer<H>,
     incoming: I,
     shutdown: impl Future<Output = ()>,
@@ -94,9 +99,15 @@ where
         .build_v1alpha()
         .expect("the embedded descriptor set is valid");
     let max = config.max_message_bytes;
-    let ingest = pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(services.clone()))
-        .max_decoding_message_size(max);
-    let calls = pb::call_service_server::CallServiceServer::new(CallApi::new(services)).max_decoding_message_size(max);
+    let ingest = InterceptedService::new(
+        pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(services.clone()))
+            .max_decoding_message_size(max),
+        AuthInterceptor::new(auth.clone()),
+    );
+    let calls = InterceptedService::new(
+        pb::call_service_server::CallServiceServer::new(CallApi::new(services)).max_decoding_message_size(max),
+        AuthInterceptor::new(auth),
+    );
     Server::builder()
         .accept_http1(true)
         .tcp_nodelay(true)

@@ -57,6 +57,17 @@ pub fn to_status(err: ServiceError) -> Status {
         ServiceError::NotFound(what) => {
             with_info(Code::NotFound, format!("{what} not found"), "NOT_FOUND", HashMap::new(), ErrorDetails::new())
         }
+        ServiceError::TooManySubscribers { limit } => {
+            let mut details = ErrorDetails::new();
+            details.set_retry_info(Some(Duration::from_secs(5)));
+            with_info(
+                Code::ResourceExhausted,
+                format!("the tenant already has {limit} open subscriptions"),
+                "TOO_MANY_SUBSCRIBERS",
+                HashMap::from([("limit".to_string(), limit.to_string())]),
+                details,
+            )
+        }
         ServiceError::Store(e) => store_status(e),
     }
 }

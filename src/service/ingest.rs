@@ -26,6 +26,8 @@ pub struct IngestInput {
     pub vendor_event_type: Option<String>,
     /// When the bridge received it.
     pub bridge_received_at: Option<DateTime<Utc>>,
+    /// The caller's W3C trace context, carried onto the events.
+    pub traceparent: Option<String>,
 }
 
 /// What an ingest did.
@@ -61,7 +63,16 @@ impl Services {
                 ));
             }
         }
-        let normalized = self.normalizer.normalize(input.vendor, &input.payload, input.vendor_event_type.as_deref())?;
+        let started = std::time::Instant::now();
+        let mut normalized =
+            self.normalizer.normalize(input.vendor, &input.payload, input.vendor_event_type.as_deref())?;
+        metrics::histogram!("switchboard_normalize_seconds", "vendor" => normalized.vendor.label())
+            .record(started.elapsed().as_secs_f64());
+        if let Some(tp) = &input.traceparent {
+            for draft in &mut normalized.events {
+                draft.attributes.insert("traceparent".into(), tp.clone());
+            }
+        }
         let vendor = normalized.vendor;
         let ignored_reason = normalized.ignored.clone();
         let batch = IngestBatch {
@@ -71,7 +82,10 @@ impl Services {
             received_at: Utc::now(),
             bridge_received_at: input.bridge_received_at,
         };
+        let started = std::time::Instant::now();
         let result = self.store.ingest(batch).await?;
+        metrics::histogram!("switchboard_store_append_seconds", "store" => self.store.kind())
+            .record(started.elapsed().as_secs_f64());
         metrics::counter!("switchboard_ingest_total", "vendor" => vendor.label(), "outcome" => result.outcome.label())
             .increment(1);
         Ok(IngestOutput { outcome: result.outcome, vendor, ignored_reason, records: result.records })

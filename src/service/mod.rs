@@ -5,7 +5,8 @@ pub mod ingest;
 pub mod query;
 pub mod subscribe;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -23,11 +24,18 @@ pub struct ServiceOptions {
     pub heartbeat_interval: Duration,
     /// Records read from the log per replay step.
     pub replay_batch: usize,
+    /// Concurrent Subscribe streams per tenant.
+    pub max_subscribers_per_tenant: usize,
 }
 
 impl Default for ServiceOptions {
     fn default() -> Self {
-        ServiceOptions { max_payload_bytes: 256 * 1024, heartbeat_interval: Duration::from_secs(15), replay_batch: 512 }
+        ServiceOptions {
+            max_payload_bytes: 256 * 1024,
+            heartbeat_interval: Duration::from_secs(15),
+            replay_batch: 512,
+            max_subscribers_per_tenant: 10_000,
+        }
     }
 }
 
@@ -43,6 +51,55 @@ pub struct Services {
     pub options: ServiceOptions,
     /// Fired on shutdown: every stream sends its final checkpoint and ends.
     pub shutdown: CancellationToken,
+    /// Open Subscribe streams per tenant.
+    pub subscribers: SubscriberSlots,
+    /// Request-rate limits per token.
+    pub limiter: crate::grpc::access::RateLimiter,
+}
+
+/// Counts open Subscribe streams per tenant, so one tenant cannot exhaust
+/// the server.
+#[derive(Default)]
+pub struct SubscriberSlots {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One open stream; dropping it frees the slot.
+pub struct SubscriberSlot {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    tenant: String,
+}
+
+impl SubscriberSlots {
+    /// Takes a slot for `tenant` unless it already has `max` streams.
+    pub fn acquire(&self, tenant: &str, max: usize) -> Result<SubscriberSlot, ServiceError> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(tenant.to_string()).or_insert(0);
+        if *n >= max {
+            return Err(ServiceError::TooManySubscribers { limit: max });
+        }
+        *n += 1;
+        metrics::gauge!("switchboard_subscribers").increment(1.0);
+        Ok(SubscriberSlot { open: self.open.clone(), tenant: tenant.to_string() })
+    }
+
+    /// Open streams of all tenants.
+    pub fn total(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
+    }
+}
+
+impl Drop for SubscriberSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.tenant);
+            }
+        }
+        metrics::gauge!("switchboard_subscribers").decrement(1.0);
+    }
 }
 
 /// Why a request failed. Mapped to a gRPC status in `grpc::status`, and
@@ -69,6 +126,12 @@ pub enum ServiceError {
     /// No such resource (for this tenant).
     #[error("{0} not found")]
     NotFound(String),
+    /// The tenant has as many Subscribe streams as allowed.
+    #[error("the tenant already has {limit} subscriptions")]
+    TooManySubscribers {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl ServiceError {

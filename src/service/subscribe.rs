@@ -93,6 +93,7 @@ impl Services {
     /// Opens a subscription. Errors that can be known up front (expired
     /// cursor) are returned here, before the stream starts.
     pub async fn subscribe(&self, spec: SubscribeSpec) -> Result<Subscription, ServiceError> {
+        let slot = self.subscribers.acquire(spec.tenant.as_str(), self.options.max_subscribers_per_tenant)?;
         let store = self.store.clone();
         let hub = self.hub.clone();
         let shutdown = self.shutdown.clone();
@@ -131,6 +132,7 @@ impl Services {
         };
 
         let stream = async_stream::stream! {
+            let _slot = slot;
             if let Some(s) = snap {
                 for call in s.calls.iter().filter(|c| filter.matches_call(c)) {
                     yield Ok(snapshot(call));
@@ -204,6 +206,7 @@ impl Services {
                         Wake::Record(None) => break feed.lagged(),
                         Wake::Heartbeat => {
                             let head = hub.head();
+                            metrics::histogram!("switchboard_subscriber_lag_events").record(head.saturating_sub(cursor) as f64);
                             while let Some(r) = feed.try_recv() {
                                 if r.sequence > cursor {
                                     cursor = r.sequence;

@@ -94,7 +94,7 @@ impl Store for MemoryStore {
         }
         if plan.outcome != IngestOutcome::Accepted {
             let records = inner.by_sequences(&plan.duplicate_of);
-            return Ok(IngestResult { outcome: plan.outcome, records });
+            return Ok(IngestResult { outcome: plan.outcome, records, dedup_hit: plan.dedup_hit });
         }
         let mut records = Vec::with_capacity(plan.appended.len());
         for (event, call) in &plan.appended {
@@ -111,7 +111,7 @@ impl Store for MemoryStore {
         }
         // Publishing under the lock keeps the hub in log order.
         self.hub.publish(&records);
-        Ok(IngestResult { outcome: IngestOutcome::Accepted, records })
+        Ok(IngestResult { outcome: IngestOutcome::Accepted, records, dedup_hit: None })
     }
 
     async fn read(&self, tenant: &TenantId, after: u64, limit: usize) -> Result<Vec<Arc<Record>>, StoreError> {

@@ -68,6 +68,9 @@ pub struct IngestResult {
     /// The appended records, or for a duplicate those of the first delivery
     /// still in the log.
     pub records: Vec<Arc<Record>>,
+    /// For a duplicate: what identified it (`request_id`, `vendor_id`,
+    /// `natural_key`, `content_hash`, `repeated_state`).
+    pub dedup_hit: Option<&'static str>,
 }
 
 /// The extent of the log.

@@ -54,15 +54,18 @@ pub struct Plan {
     pub duplicate_of: Vec<u64>,
     /// Dedup keys to remember.
     pub dedup_writes: Vec<(String, DedupEntry)>,
+    /// What made a duplicate a duplicate (for metrics).
+    pub dedup_hit: Option<&'static str>,
 }
 
 impl Plan {
-    fn duplicate(entry: &DedupEntry, request_key: Option<String>) -> Plan {
+    fn duplicate(entry: &DedupEntry, request_key: Option<String>, hit: &'static str) -> Plan {
         Plan {
             outcome: IngestOutcome::Duplicate,
             appended: Vec::new(),
             duplicate_of: entry.sequences.clone(),
             dedup_writes: request_key.map(|k| (k, entry.clone())).into_iter().collect(),
+            dedup_hit: Some(hit),
         }
     }
 }
@@ -83,7 +86,7 @@ pub fn plan(
     if let Some(k) = &request_key
         && let Some(entry) = live(view.dedup(tenant, k)?)
     {
-        return Ok(Plan::duplicate(&entry, None));
+        return Ok(Plan::duplicate(&entry, None, "request_id"));
     }
     let identity_key = n.identity.key();
     if let Some(entry) = live(view.dedup(tenant, &identity_key)?) {
@@ -95,7 +98,12 @@ pub fn plan(
             view.call(tenant, &entry.call_id)?.is_some_and(|c| c.call_sequence == entry.call_sequence)
         };
         if repeat {
-            return Ok(Plan::duplicate(&entry, request_key));
+            let hit = match n.identity {
+                crate::domain::Identity::VendorId(_) => "vendor_id",
+                crate::domain::Identity::Natural(_) => "natural_key",
+                crate::domain::Identity::ContentHash(_) => "content_hash",
+            };
+            return Ok(Plan::duplicate(&entry, request_key, hit));
         }
     }
     if n.ignored.is_some() {
@@ -104,6 +112,7 @@ pub fn plan(
             appended: Vec::new(),
             duplicate_of: Vec::new(),
             dedup_writes: Vec::new(),
+            dedup_hit: None,
         });
     }
 
@@ -146,7 +155,7 @@ pub fn plan(
     if appended.is_empty() {
         // Every event repeated a state the call is already in.
         let entry = DedupEntry { call_id: String::new(), call_sequence: 0, sequences: Vec::new(), created_at: now };
-        return Ok(Plan::duplicate(&entry, request_key));
+        return Ok(Plan::duplicate(&entry, request_key, "repeated_state"));
     }
     let (call_id, call_sequence) = appended
         .iter()
@@ -163,7 +172,7 @@ pub fn plan(
     if let Some(k) = request_key {
         dedup_writes.push((k, entry));
     }
-    Ok(Plan { outcome: IngestOutcome::Accepted, appended, duplicate_of: Vec::new(), dedup_writes })
+    Ok(Plan { outcome: IngestOutcome::Accepted, appended, duplicate_of: Vec::new(), dedup_writes, dedup_hit: None })
 }
 
 fn take(next: &mut u64) -> u64 {

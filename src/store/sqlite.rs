@@ -553,6 +553,7 @@ struct Planned {
     outcome: IngestOutcome,
     records: Vec<Arc<Record>>,
     publish: bool,
+    dedup_hit: Option<&'static str>,
 }
 
 impl Writer {
@@ -614,7 +615,8 @@ impl Writer {
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("switchboard_store_group_size", "store" => "sqlite").record(group.len() as f64);
                 for ((_, reply), p) in group.into_iter().zip(results) {
-                    let _ = reply.send(Ok(IngestResult { outcome: p.outcome, records: p.records }));
+                    let _ =
+                        reply.send(Ok(IngestResult { outcome: p.outcome, records: p.records, dedup_hit: p.dedup_hit }));
                 }
             }
             Err(e) => {
@@ -649,7 +651,7 @@ impl Writer {
             }
             if plan.outcome != IngestOutcome::Accepted {
                 let records = Self::records_by_seq(&tx, pending, &plan.duplicate_of)?;
-                results.push(Planned { outcome: plan.outcome, records, publish: false });
+                results.push(Planned { outcome: plan.outcome, records, publish: false, dedup_hit: plan.dedup_hit });
                 continue;
             }
             let mut records = Vec::with_capacity(plan.appended.len());
@@ -704,7 +706,7 @@ impl Writer {
                 pending.records.insert(event.sequence, record.clone());
                 records.push(record);
             }
-            results.push(Planned { outcome: IngestOutcome::Accepted, records, publish: true });
+            results.push(Planned { outcome: IngestOutcome::Accepted, records, publish: true, dedup_hit: None });
         }
         tx.commit()?;
         Ok(results)
