@@ -43,7 +43,10 @@
 //!   from which sides are PBX users (have a `callerUser` / `calleeUser`
 //!   oid): both → INTERNAL, only the caller → OUTBOUND, only the callee →
 //!   INBOUND, neither → unknown. A later event may still fill an unknown
-//!   direction (the call's direction is set once).
+//!   direction (the call's direction is set once). Parties follow the same
+//!   oids: a user is an AGENT, a non-user caller the CUSTOMER, and a
+//!   non-user callee the CUSTOMER of a user's outbound call or, when neither
+//!   side is a user (a hunt group, an IVR), a THIRD_PARTY.
 //! * **Unconfirmed parts.** `initiation` values are undocumented and pass
 //!   through verbatim as an attribute. The field lists of
 //!   `callTransferredEvent` / `twinTransferredEvent` were not retrievable, so
@@ -115,7 +118,7 @@ struct Row {
 /// call id `xelion:<callId>`; `callerFlowId` (else `calleeFlowId`) →
 /// conversation id `xelion:flow:<id>`; `date` → the call's `started_at`;
 /// `callerPhoneNumber`/`callerUser` and `calleePhoneNumber`/`calleeUser` →
-/// parties (a side with a user oid is an AGENT, the other the CUSTOMER);
+/// parties (see [`roles`]);
 /// every other field (oids, sync ids, call-log oids, phone-line oid, flow
 /// ids, `initiation`) → attributes, verbatim.
 const MAPPING: &[Row] = &[
@@ -221,6 +224,16 @@ fn direction(caller_is_user: bool, callee_is_user: bool) -> Option<Direction> {
         (false, true) => Some(Direction::Inbound),
         (false, false) => None,
     }
+}
+
+/// The roles of the caller and the callee when they are *not* PBX users (a
+/// user is always an AGENT). A non-user caller is the customer. A non-user
+/// callee is the customer when a user called out; when neither side is a
+/// user (a call to a hunt group, an IVR, or forwarded to an outside number)
+/// the caller is the customer and the callee is what they reached, a
+/// THIRD_PARTY, so a call never shows two customers.
+fn roles(caller_is_user: bool) -> (PartyRole, PartyRole) {
+    (PartyRole::Customer, if caller_is_user { PartyRole::Customer } else { PartyRole::ThirdParty })
 }
 
 /// The JSON path of `field` inside the notification at `prefix`.
@@ -421,14 +434,12 @@ fn call_event(
     let callee = Side { number: f.callee_phone_number.as_deref(), user: f.callee_user.as_deref() };
     match fields {
         Fields::Call | Fields::HungUp => {
+            let (caller_role, callee_role) = roles(caller.is_user());
             draft.conversation_id = flow_conversation(f.caller_flow_id.as_deref().or(f.callee_flow_id.as_deref()));
             draft.direction = direction(caller.is_user(), callee.is_user());
             draft.attributes = attributes(raw, CONSUMED, "");
             let mut parties: Vec<Party> =
-                [caller.party(ctx, PartyRole::Customer), callee.party(ctx, PartyRole::Customer)]
-                    .into_iter()
-                    .flatten()
-                    .collect();
+                [caller.party(ctx, caller_role), callee.party(ctx, callee_role)].into_iter().flatten().collect();
             // Customer first (the Call contract), then the users in caller, callee order.
             parties.sort_by_key(|p| p.role != Some(PartyRole::Customer));
             draft.parties = parties;
@@ -667,5 +678,17 @@ mod tests {
         let customer = &n.events[0].parties[0];
         assert_eq!(customer.role, Some(PartyRole::Customer));
         assert_eq!(customer.e164, "+31152511411");
+    }
+
+    #[test]
+    fn a_call_between_two_non_users_has_one_customer_and_a_third_party() {
+        let n = norm(
+            r#"{"notificationType":"newCallEvent","notification":{"callId":"c2","callerFlowId":"f2",
+            "callerPhoneNumber":"+31642060837","calleePhoneNumber":"200"}}"#,
+        )
+        .unwrap();
+        let roles: Vec<_> = n.events[0].parties.iter().map(|p| p.role).collect();
+        assert_eq!(roles, vec![Some(PartyRole::Customer), Some(PartyRole::ThirdParty)]);
+        assert_eq!(n.events[0].direction, None);
     }
 }
