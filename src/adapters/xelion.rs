@@ -118,9 +118,11 @@ struct Row {
 /// call id `xelion:<callId>`; `callerFlowId` (else `calleeFlowId`) →
 /// conversation id `xelion:flow:<id>`; `date` → the call's `started_at`;
 /// `callerPhoneNumber`/`callerUser` and `calleePhoneNumber`/`calleeUser` →
-/// parties (see [`roles`]);
+/// parties (roles in [`roles`]) and, except for channels, the direction;
 /// every other field (oids, sync ids, call-log oids, phone-line oid, flow
-/// ids, `initiation`) → attributes, verbatim.
+/// ids, `initiation`) → attributes, verbatim. Natural keys are per callId:
+/// a second `callConnectedEvent` or `missedCallEvent` for the same callId
+/// is a duplicate, like the documented repeated hang-up.
 const MAPPING: &[Row] = &[
     Row { name: "newCallEvent", action: Action::Call(EventType::CallStarted, Identify::Natural, Fields::Call) },
     Row { name: "callConnectedEvent", action: Action::Call(EventType::CallConnected, Identify::Natural, Fields::Call) },
