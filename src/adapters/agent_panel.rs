@@ -652,6 +652,8 @@ mod tests {
             let found = lookup(kind).expect("row found");
             assert_eq!(found.event_type, r.event_type);
             assert_eq!(MAPPING.iter().filter(|o| o.event_type == r.event_type).count(), 1);
+            let emits = matches!(r.action, Action::Emit(..));
+            assert_eq!(emits, r.media.voice().is_some(), "{}: only voice media emit events", r.event_type);
         }
         assert!(lookup(parse_event_type("voice-phone-completed-uc-v1").unwrap()).is_none(), "UC has no completed");
     }
