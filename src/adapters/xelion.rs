@@ -666,9 +666,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs phone.rs change: parse numbers that start with `+` without the default region; the \
-                phonenumber crate strips the default region's national prefix (US `1`) after the country code, \
-                so +31 15 (Delft, from Xelion's own samples) loses its E.164 under the default region US"]
     fn an_international_callee_number_gets_its_e164_whatever_the_default_region() {
         let phone = PhoneNormalizer::new("US").unwrap();
         let v: Value = serde_json::from_str(

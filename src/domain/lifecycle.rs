@@ -344,7 +344,9 @@ fn apply_effects(call: &mut Call, draft: &EventDraft, before: CallState, when: D
         if call.state == CallState::Ended {
             call.muted = false;
             if call.outcome.is_none() {
-                call.outcome = Some(derive_outcome(call));
+                // After-call work only follows a conversation.
+                let talked = before == CallState::WrapUp;
+                call.outcome = Some(if talked { CallOutcome::Completed } else { derive_outcome(call) });
             }
         }
         if call.talk_duration.is_none()
@@ -636,6 +638,12 @@ mod tests {
         assert_eq!(no_answer.outcome, Some(CallOutcome::NoAnswer));
         let (_, missed) = run(&[draft(CallMissed)]);
         assert_eq!(missed.outcome, Some(CallOutcome::Missed));
+    }
+
+    #[test]
+    fn a_call_first_seen_in_wrap_up_ends_completed() {
+        let (_, call) = run(&[draft(WrapUpStarted), draft(CallEnded)]);
+        assert_eq!(call.outcome, Some(CallOutcome::Completed));
     }
 
     #[test]

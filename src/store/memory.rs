@@ -22,7 +22,7 @@ type Key = (String, String);
 struct Inner {
     events: VecDeque<Arc<Record>>,
     calls: HashMap<Key, Call>,
-    correlated: HashMap<Key, String>,
+    correlated: HashMap<Key, Vec<String>>,
     dedup: HashMap<Key, DedupEntry>,
     last: u64,
     pruned_through: u64,
@@ -35,9 +35,9 @@ impl StateView for Inner {
         Ok(self.calls.get(&(tenant.to_string(), call_id.to_string())).cloned())
     }
 
-    fn latest_correlated(&mut self, tenant: &str, key: &str) -> Result<Option<Call>, StoreError> {
-        let id = self.correlated.get(&(tenant.to_string(), key.to_string())).cloned();
-        Ok(id.and_then(|id| self.calls.get(&(tenant.to_string(), id)).cloned()))
+    fn correlated(&mut self, tenant: &str, key: &str) -> Result<Vec<Call>, StoreError> {
+        let ids = self.correlated.get(&(tenant.to_string(), key.to_string())).cloned().unwrap_or_default();
+        Ok(ids.iter().rev().filter_map(|id| self.calls.get(&(tenant.to_string(), id.clone())).cloned()).collect())
     }
 
     fn dedup(&mut self, tenant: &str, key: &str) -> Result<Option<DedupEntry>, StoreError> {
@@ -103,7 +103,12 @@ impl Store for MemoryStore {
             inner.last = event.sequence;
             if let Some(call) = call {
                 if let Some(key) = &call.correlation_key {
-                    inner.correlated.insert((tenant.clone(), key.clone()), call.call_id.clone());
+                    let ids = inner.correlated.entry((tenant.clone(), key.clone())).or_default();
+                    ids.retain(|id| *id != call.call_id);
+                    ids.push(call.call_id.clone());
+                    if ids.len() > planner::CORRELATION_CANDIDATES {
+                        ids.remove(0);
+                    }
                 }
                 inner.calls.insert((tenant.clone(), call.call_id.clone()), call.clone());
             }
@@ -199,7 +204,10 @@ impl Store for MemoryStore {
         inner.calls.retain(|_, c| c.state.is_active() || c.last_sequence > pruned);
         stats.calls = (before - inner.calls.len()) as u64;
         let Inner { correlated, calls, .. } = &mut *inner;
-        correlated.retain(|(t, _), id| calls.contains_key(&(t.clone(), id.clone())));
+        correlated.retain(|(t, _), ids| {
+            ids.retain(|id| calls.contains_key(&(t.clone(), id.clone())));
+            !ids.is_empty()
+        });
         Ok(stats)
     }
 

@@ -17,6 +17,9 @@ use crate::domain::identity::{event_id, short_hash};
 use crate::domain::lifecycle::{self, Applied, ApplyContext};
 use crate::domain::{Call, CallEvent, CallRef, CallState, Correlation, EventDraft, EventType};
 
+/// How many recent calls of one correlation key are considered.
+pub const CORRELATION_CANDIDATES: usize = 8;
+
 /// A remembered ingest: what a duplicate of it returns.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DedupEntry {
@@ -35,8 +38,9 @@ pub struct DedupEntry {
 pub trait StateView {
     /// A call by id.
     fn call(&mut self, tenant: &str, call_id: &str) -> Result<Option<Call>, StoreError>;
-    /// The most recent call with this correlation key (any state).
-    fn latest_correlated(&mut self, tenant: &str, key: &str) -> Result<Option<Call>, StoreError>;
+    /// The most recent calls with this correlation key (any state), newest
+    /// first, at most [`CORRELATION_CANDIDATES`].
+    fn correlated(&mut self, tenant: &str, key: &str) -> Result<Vec<Call>, StoreError>;
     /// A dedup entry by key.
     fn dedup(&mut self, tenant: &str, key: &str) -> Result<Option<DedupEntry>, StoreError>;
 }
@@ -204,16 +208,23 @@ fn resolve(
             Ok((id.clone(), existing))
         }
         CallRef::Correlate(c) => {
-            let latest = match local.values().find(|call| call.correlation_key.as_deref() == Some(&c.key)) {
-                Some(call) => Some(call.clone()),
-                None => view.latest_correlated(tenant, &c.key)?,
-            };
-            if let Some(call) = latest
-                && correlates(&call, c, draft.event_type, batch.received_at, opts)
-            {
-                return Ok((call.call_id.clone(), Some(call)));
+            let mut candidates: Vec<Call> =
+                local.values().filter(|call| call.correlation_key.as_deref() == Some(&c.key)).cloned().collect();
+            for call in view.correlated(tenant, &c.key)? {
+                if !candidates.iter().any(|x| x.call_id == call.call_id) {
+                    candidates.push(call);
+                }
             }
-            let start = c.started_at.unwrap_or(batch.received_at).timestamp_millis().to_string();
+            candidates.sort_by_key(|x| std::cmp::Reverse(x.last_sequence));
+            if let Some(call) = correlate(&candidates, c, draft.event_type, batch.received_at, opts) {
+                return Ok((call.call_id.clone(), Some(call.clone())));
+            }
+            // A new call: its id hashes the key with the start time, or
+            // without one with the first event's identity (unique per event).
+            let start = match c.started_at {
+                Some(t) => t.timestamp_millis().to_string(),
+                None => batch.normalized.identity.key(),
+            };
             let prefix = batch.normalized.vendor.call_id_prefix();
             let id = format!("{prefix}:{}", short_hash(&[tenant.as_bytes(), c.key.as_bytes(), start.as_bytes()]));
             let existing = match local.get(&id) {
@@ -225,26 +236,33 @@ fn resolve(
     }
 }
 
-/// The correlation rule for vendors without call ids (DESIGN §4.2), applied
-/// to the most recent call with the same key (tenant, vendor, number,
-/// direction):
+/// The correlation rule for vendors without call ids (DESIGN §4.2), over
+/// the recent calls with the same key (tenant, vendor, number, direction),
+/// newest first:
 ///
-/// 1. When both the event and that call know the start time, they are the
-///    same call exactly when the start times are equal (even if the call has
-///    ended: a late or repeated `terminated`).
-/// 2. Otherwise an open call is the event's call if it had news within the
-///    correlation window and the event does not move it backwards (an
-///    `offered` for a call already in wrap-up is the next call).
-/// 3. Anything else starts a new call whose id hashes the key and the start
-///    time (or, without one, the receive time).
-fn correlates(call: &Call, c: &Correlation, event_type: EventType, now: DateTime<Utc>, opts: &StoreOptions) -> bool {
-    if let (Some(a), Some(b)) = (c.started_at, call.started_at) {
-        return a == b;
+/// 1. When the event knows the call's start time, the call with exactly that
+///    start time is its call, even if it has ended (a late or repeated
+///    `terminated`).
+/// 2. Otherwise the newest call that is still open, had news within the
+///    correlation window, does not know a different start time, and that the
+///    event does not move backwards (an `offered` for a call already in
+///    wrap-up is the next call).
+/// 3. Anything else starts a new call.
+fn correlate<'a>(
+    candidates: &'a [Call],
+    c: &Correlation,
+    event_type: EventType,
+    now: DateTime<Utc>,
+    opts: &StoreOptions,
+) -> Option<&'a Call> {
+    if let Some(t) = c.started_at
+        && let Some(call) = candidates.iter().find(|call| call.started_at == Some(t))
+    {
+        return Some(call);
     }
-    if call.state == CallState::Ended {
-        return false;
-    }
-    let fresh = within(call.updated_at, now, opts.correlation_window);
-    let forward = lifecycle::advance_target(event_type).is_none_or(|t| t.rank() >= call.state.rank());
-    fresh && forward
+    candidates.iter().find(|call| {
+        let compatible = c.started_at.is_none() || call.started_at.is_none();
+        let forward = lifecycle::advance_target(event_type).is_none_or(|t| t.rank() >= call.state.rank());
+        call.state != CallState::Ended && compatible && forward && within(call.updated_at, now, opts.correlation_window)
+    })
 }

@@ -467,14 +467,12 @@ impl Drop for SqliteStore {
 #[derive(Default)]
 struct Cache {
     calls: HashMap<(String, String), Call>,
-    correlated: HashMap<(String, String), String>,
 }
 
 /// Writes of the current group, visible to later plans of the same group.
 #[derive(Default)]
 struct Pending {
     calls: HashMap<(String, String), Call>,
-    correlated: HashMap<(String, String), String>,
     dedup: HashMap<(String, String), DedupEntry>,
     records: HashMap<u64, Arc<Record>>,
 }
@@ -509,20 +507,29 @@ impl StateView for View<'_, '_> {
         self.load_call(tenant, call_id)
     }
 
-    fn latest_correlated(&mut self, tenant: &str, key: &str) -> Result<Option<Call>, StoreError> {
-        let k = (tenant.to_string(), key.to_string());
-        let id = match self.pending.correlated.get(&k).or_else(|| self.cache.correlated.get(&k)) {
-            Some(id) => Some(id.clone()),
-            None => self
-                .tx
-                .prepare_cached("SELECT call_id FROM calls WHERE tenant = ?1 AND correlation_key = ?2 ORDER BY last_seq DESC LIMIT 1")?
-                .query_row([tenant, key], |r| r.get::<_, String>(0))
-                .optional()?,
-        };
-        match id {
-            Some(id) => self.load_call(tenant, &id),
-            None => Ok(None),
+    fn correlated(&mut self, tenant: &str, key: &str) -> Result<Vec<Call>, StoreError> {
+        let ids: Vec<String> = self
+            .tx
+            .prepare_cached(
+                "SELECT call_id FROM calls WHERE tenant = ?1 AND correlation_key = ?2 ORDER BY last_seq DESC LIMIT ?3",
+            )?
+            .query_map(params![tenant, key, planner::CORRELATION_CANDIDATES as i64], |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?;
+        let mut calls = Vec::with_capacity(ids.len());
+        for id in ids {
+            calls.extend(self.load_call(tenant, &id)?);
         }
+        // Calls of this group not committed yet.
+        for ((t, _), c) in &self.pending.calls {
+            if t == tenant
+                && c.correlation_key.as_deref() == Some(key)
+                && !calls.iter().any(|x: &Call| x.call_id == c.call_id)
+            {
+                calls.push(c.clone());
+            }
+        }
+        calls.sort_by_key(|c| std::cmp::Reverse(c.last_sequence));
+        Ok(calls)
     }
 
     fn dedup(&mut self, tenant: &str, key: &str) -> Result<Option<DedupEntry>, StoreError> {
@@ -607,7 +614,6 @@ impl Writer {
                     self.cache.calls.clear();
                 }
                 self.cache.calls.extend(pending.calls);
-                self.cache.correlated.extend(pending.correlated);
                 let to_publish: Vec<Arc<Record>> =
                     results.iter().filter(|p| p.publish).flat_map(|p| p.records.iter().cloned()).collect();
                 self.hub.publish(&to_publish);
@@ -698,9 +704,6 @@ impl Writer {
                         micros(call.updated_at),
                         serde_json::to_string(call)?,
                     ])?;
-                    if let Some(k) = &call.correlation_key {
-                        pending.correlated.insert((tenant.clone(), k.clone()), call.call_id.clone());
-                    }
                     pending.calls.insert((tenant.clone(), call.call_id.clone()), call.clone());
                 }
                 pending.records.insert(event.sequence, record.clone());
@@ -772,8 +775,6 @@ impl Writer {
                 params![CallState::Ended.name(), cutoff as i64],
             )? as u64;
             self.cache.calls.retain(|_, c| c.state.is_active() || c.last_sequence > cutoff);
-            let calls = &self.cache.calls;
-            self.cache.correlated.retain(|(t, _), id| calls.contains_key(&(t.clone(), id.clone())));
         }
         if let Ok(window) = chrono::Duration::from_std(self.opts.dedup_window) {
             stats.dedup_keys =
