@@ -205,6 +205,12 @@ def test_the_server_accepts_the_rendered_config(name: str, tmp_path: Path) -> No
     auth = secrets.get("sb-switchboard-auth")
     tokens = base64.b64decode(auth["data"]["tokens.toml"]).decode() if auth else '[[tokens]]\nname = "t"\nsha256 = "' + "0" * 64 + '"\ntenant = "t"\nroles = ["query"]\n'
     (tmp_path / "auth" / "tokens.toml").write_text(tokens)
+    # TLS and NATS files: what the chart's own Secret holds, else a placeholder that exists.
+    tls = {k: base64.b64decode(v).decode() for k, v in secrets.get("sb-switchboard-tls", {}).get("data", {}).items()}
+    for key in ("tls_cert", "tls_key", "tls_client_ca", "nats_creds", "nats_ca"):
+        if match := re.search(rf'^{key} = "([^"]+)"$', text, re.M):
+            path = Path(match.group(1))
+            path.write_text(tls.get(path.name, f"placeholder for {key}\n"))
     config = tmp_path / "config.toml"
     config.write_text(text)
     result = subprocess.run(
