@@ -123,7 +123,7 @@ pub fn plan(
     let mut local: HashMap<String, Call> = HashMap::new();
     let mut appended = Vec::new();
     for (index, draft) in n.events.iter().enumerate() {
-        let ctx = ApplyContext {
+        let mut ctx = ApplyContext {
             tenant_id: tenant,
             vendor: n.vendor,
             vendor_event_type: &n.vendor_event_type,
@@ -138,6 +138,13 @@ pub fn plan(
             continue;
         };
         let (call_id, existing) = resolve(tenant, call_ref, draft, view, &local, batch, opts)?;
+        if n.identity.is_content_hash() {
+            // The same content may legitimately recur (hold, resume, hold):
+            // "the same vendor event" is the same content at the same point
+            // of the call, so the call's position is part of the event id.
+            let at = existing.as_ref().map_or(0, |c| c.call_sequence);
+            ctx.event_id = event_id(tenant, n.vendor, &format!("{identity_key}@{at}"), draft.event_type, index);
+        }
         match lifecycle::apply(existing, &call_id, draft, &ctx) {
             Applied::Duplicate => {}
             Applied::Event { mut event, mut call } => {

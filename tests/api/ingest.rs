@@ -136,3 +136,15 @@ async fn the_bridge_receive_time_is_the_event_time_when_the_vendor_gives_none() 
     assert!(e.received_at.unwrap().seconds > 1_751_445_666);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn identical_content_recurring_later_in_a_call_gets_its_own_event_id() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    ingest_sf(&mut ingest, "callconnected", "c1", json!({})).await;
+    let first = ingest_sf(&mut ingest, "hold", "c1", json!({})).await;
+    ingest_sf(&mut ingest, "resume", "c1", json!({})).await;
+    let second = ingest_sf(&mut ingest, "hold", "c1", json!({})).await;
+    assert_ne!(first.events[0].event_id, second.events[0].event_id);
+    server.stop().await.unwrap();
+}
