@@ -12,6 +12,15 @@ use crate::telemetry;
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args)?;
     if args.check_config {
+        // Token files are checked too (their content is config); TLS and
+        // NATS material is only read when serving.
+        let mut tokens = config.tokens.clone();
+        if let Some(path) = &config.auth_file {
+            tokens.extend(crate::auth::read_token_file(path)?);
+        }
+        if config.auth_enabled() {
+            crate::auth::Authenticator::new(&tokens)?;
+        }
         println!("configuration OK\n{config:#?}");
         return Ok(ExitCode::SUCCESS);
     }

@@ -88,6 +88,9 @@ impl Services {
             .record(started.elapsed().as_secs_f64());
         metrics::counter!("switchboard_ingest_total", "vendor" => vendor.label(), "outcome" => result.outcome.label())
             .increment(1);
+        if let Some(kind) = result.dedup_hit {
+            metrics::counter!("switchboard_dedup_hits_total", "kind" => kind).increment(1);
+        }
         Ok(IngestOutput { outcome: result.outcome, vendor, ignored_reason, records: result.records })
     }
 }

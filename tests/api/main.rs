@@ -10,4 +10,5 @@ mod errors;
 mod ingest;
 mod ops;
 mod query;
+mod security;
 mod subscribe;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -112,8 +114,14 @@ pub struct Sub {
 }
 
 impl Sub {
-    /// Opens a subscription.
-    pub async fn open(client: &mut CallServiceClient<Channel>, req: pb::SubscribeRequest) -> Sub {
+    /// Opens a subscription, over any transport (plain, TLS, with a token).
+    pub async fn open<T>(client: &mut CallServiceClient<T>, req: pb::SubscribeRequest) -> Sub
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        T::ResponseBody: tonic::transport::Body<Data = bytes::Bytes> + Send + 'static,
+        <T::ResponseBody as tonic::transport::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    {
         let stream = client.subscribe(req).await.expect("subscribe succeeds").into_inner();
         Sub { stream }
     }
