@@ -19,6 +19,7 @@ use crate::hub::Hub;
 use crate::service::SubscriberSlots;
 use crate::service::{ServiceOptions, Services};
 use crate::store::memory::MemoryStore;
+use crate::store::nats::NatsStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::telemetry;
@@ -225,9 +226,7 @@ pub async fn open_store(config: &Config, hub: Arc<Hub>) -> Result<Arc<dyn Store>
     Ok(match config.store {
         StoreKind::Memory => Arc::new(MemoryStore::new(hub, opts)),
         StoreKind::Sqlite => Arc::new(SqliteStore::open(&config.data_dir, hub, opts).await?),
-        StoreKind::Nats => {
-            return Err(ConfigError::Invalid("the nats store is not available in this build".into()).into());
-        }
+        StoreKind::Nats => Arc::new(NatsStore::open(config.nats.clone(), hub, opts).await?),
     })
 }
 

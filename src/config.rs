@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::auth::TokenConfig;
+use crate::store::nats::NatsOptions;
 use crate::tls::TlsFiles;
 
 /// Which store backs the log.
@@ -63,6 +64,39 @@ pub struct ServeArgs {
     /// NATS server URL(s), comma-separated, for `--store nats`.
     #[arg(long, env = "SWITCHBOARD_NATS_URL", value_name = "URL")]
     pub nats_url: Option<String>,
+    /// NATS user name (with --nats-password).
+    #[arg(long, env = "SWITCHBOARD_NATS_USER", value_name = "USER")]
+    pub nats_user: Option<String>,
+    /// NATS password.
+    #[arg(long, env = "SWITCHBOARD_NATS_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS token.
+    #[arg(long, env = "SWITCHBOARD_NATS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+    /// NATS credentials file (JWT and NKey seed).
+    #[arg(long, env = "SWITCHBOARD_NATS_CREDS", value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+    /// CA bundle (PEM) for TLS to NATS.
+    #[arg(long, env = "SWITCHBOARD_NATS_CA", value_name = "FILE")]
+    pub nats_ca: Option<PathBuf>,
+    /// JetStream stream name; the KV buckets are named after it [default: SWITCHBOARD].
+    #[arg(long, env = "SWITCHBOARD_NATS_STREAM", value_name = "NAME")]
+    pub nats_stream: Option<String>,
+    /// Subject prefix of the log [default: switchboard].
+    #[arg(long, env = "SWITCHBOARD_NATS_SUBJECT_PREFIX", value_name = "PREFIX")]
+    pub nats_subject_prefix: Option<String>,
+    /// Replicas of the stream and buckets in a NATS cluster [default: 1].
+    #[arg(long, env = "SWITCHBOARD_NATS_STREAM_REPLICAS", value_name = "N")]
+    pub nats_stream_replicas: Option<usize>,
+    /// JetStream duplicate window for Nats-Msg-Id (broker-side dedup) [default: 2m].
+    #[arg(long, env = "SWITCHBOARD_NATS_DUPLICATE_WINDOW", value_parser = duration, value_name = "DURATION")]
+    pub nats_duplicate_window: Option<Duration>,
+    /// Stream size limit in bytes; 0 means none [default: 0].
+    #[arg(long, env = "SWITCHBOARD_NATS_MAX_BYTES", value_name = "BYTES")]
+    pub nats_max_bytes: Option<u64>,
+    /// Timeout of each NATS request; past it Ingest answers UNAVAILABLE [default: 5s].
+    #[arg(long, env = "SWITCHBOARD_NATS_REQUEST_TIMEOUT", value_parser = duration, value_name = "DURATION")]
+    pub nats_request_timeout: Option<Duration>,
     /// Log format [default: text].
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -151,6 +185,19 @@ struct FileConfig {
     store: Option<StoreKind>,
     data_dir: Option<PathBuf>,
     nats_url: Option<String>,
+    nats_user: Option<String>,
+    nats_password: Option<String>,
+    nats_token: Option<String>,
+    nats_creds: Option<PathBuf>,
+    nats_ca: Option<PathBuf>,
+    nats_stream: Option<String>,
+    nats_subject_prefix: Option<String>,
+    nats_stream_replicas: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    nats_duplicate_window: Option<Duration>,
+    nats_max_bytes: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    nats_request_timeout: Option<Duration>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     #[serde(default, with = "humantime_serde")]
@@ -202,6 +249,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// NATS URL(s).
     pub nats_url: Option<String>,
+    /// NATS connection and JetStream settings (used with `store = nats`).
+    pub nats: NatsOptions,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -266,6 +315,7 @@ impl Default for Config {
             store: StoreKind::Sqlite,
             data_dir: PathBuf::from("./data"),
             nats_url: None,
+            nats: NatsOptions::default(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
             dedup_window: Duration::from_secs(24 * 3600),
@@ -333,7 +383,34 @@ impl Config {
             health_listen: args.health_listen.or(file.health_listen),
             store: args.store.or(file.store).unwrap_or(d.store),
             data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
-            nats_url: args.nats_url.clone().or(file.nats_url),
+            nats_url: args.nats_url.clone().or(file.nats_url.clone()),
+            nats: {
+                let n = NatsOptions::default();
+                NatsOptions {
+                    url: args.nats_url.clone().or(file.nats_url).unwrap_or(n.url),
+                    user: args.nats_user.clone().or(file.nats_user),
+                    password: args.nats_password.clone().or(file.nats_password),
+                    token: args.nats_token.clone().or(file.nats_token),
+                    creds_file: args.nats_creds.clone().or(file.nats_creds),
+                    ca_file: args.nats_ca.clone().or(file.nats_ca),
+                    stream: args.nats_stream.clone().or(file.nats_stream).unwrap_or(n.stream),
+                    subject_prefix: args
+                        .nats_subject_prefix
+                        .clone()
+                        .or(file.nats_subject_prefix)
+                        .unwrap_or(n.subject_prefix),
+                    replicas: args.nats_stream_replicas.or(file.nats_stream_replicas).unwrap_or(n.replicas),
+                    duplicate_window: args
+                        .nats_duplicate_window
+                        .or(file.nats_duplicate_window)
+                        .unwrap_or(n.duplicate_window),
+                    max_bytes: args.nats_max_bytes.or(file.nats_max_bytes).filter(|b| *b > 0),
+                    request_timeout: args
+                        .nats_request_timeout
+                        .or(file.nats_request_timeout)
+                        .unwrap_or(n.request_timeout),
+                }
+            },
             log_format: args.log_format.or(file.log_format).unwrap_or(d.log_format),
             log_level: args.log_level.clone().or(file.log_level).unwrap_or(d.log_level),
             dedup_window: args.dedup_window.or(file.dedup_window).unwrap_or(d.dedup_window),
@@ -388,6 +465,24 @@ impl Config {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
         if self.store == StoreKind::Nats && self.nats_url.as_deref().is_none_or(str::is_empty) {
             return bad("--store nats needs --nats-url");
+        }
+        if self.store == StoreKind::Nats {
+            let n = &self.nats;
+            if n.user.is_some() != n.password.is_some() {
+                return bad("--nats-user and --nats-password go together");
+            }
+            if !(1..=5).contains(&n.replicas) {
+                return bad("--nats-stream-replicas must be between 1 and 5");
+            }
+            if n.stream.is_empty() || !n.stream.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                return bad("--nats-stream may only contain letters, digits, '_' and '-'");
+            }
+            if n.subject_prefix.is_empty() || n.subject_prefix.contains(['*', '>', ' ']) {
+                return bad("--nats-subject-prefix must be a literal subject");
+            }
+            if n.request_timeout.is_zero() {
+                return bad("--nats-request-timeout must be positive");
+            }
         }
         if self.subscriber_buffer == 0 {
             return bad("--subscriber-buffer must be at least 1");

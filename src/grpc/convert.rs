@@ -157,6 +157,80 @@ pub fn call(c: &Call) -> pb::Call {
     }
 }
 
+fn party_from_pb(p: &pb::Party) -> Party {
+    Party {
+        role: domain::PartyRole::from_number(p.role),
+        phone_number: p.phone_number.clone(),
+        e164: p.e164.clone(),
+        display_name: p.display_name.clone(),
+        agent_id: p.agent_id.clone(),
+        user_id: p.user_id.clone(),
+    }
+}
+
+/// A domain call from its wire form. Bookkeeping the wire does not carry
+/// (vendor ordering, hold start, correlation key, first sequence) is left
+/// empty: use it for reading (snapshots, listings), never to apply events.
+pub fn call_from_pb(c: &pb::Call) -> Call {
+    let ts = |t: &Option<prost_types::Timestamp>| t.as_ref().and_then(from_timestamp);
+    let dur = |d: &Option<prost_types::Duration>| d.as_ref().and_then(from_duration);
+    Call {
+        call_id: c.call_id.clone(),
+        conversation_id: c.conversation_id.clone(),
+        tenant_id: c.tenant_id.clone(),
+        vendor: domain::Vendor::from_number(c.vendor).unwrap_or(domain::Vendor::SalesforceVoice),
+        direction: domain::Direction::from_number(c.direction),
+        state: domain::CallState::from_number(c.state).unwrap_or(domain::CallState::Initiated),
+        outcome: domain::CallOutcome::from_number(c.outcome),
+        parties: c.parties.iter().map(party_from_pb).collect(),
+        agent_ids: c.agent_ids.clone(),
+        queue_id: c.queue_id.clone(),
+        started_at: ts(&c.started_at),
+        queued_at: ts(&c.queued_at),
+        answered_at: ts(&c.answered_at),
+        ended_at: ts(&c.ended_at),
+        wrap_up_ended_at: ts(&c.wrap_up_ended_at),
+        on_hold: c.on_hold,
+        muted: c.muted,
+        recording: c
+            .recording
+            .as_ref()
+            .map(|r| domain::Recording { state: domain::RecordingState::from_number(r.state), url: r.url.clone() }),
+        hold_count: c.hold_count,
+        total_hold: dur(&c.total_hold).unwrap_or_default(),
+        hold_started_at: None,
+        talk_duration: dur(&c.talk_duration),
+        duration: dur(&c.duration),
+        notes: c.notes.clone(),
+        transcript_count: c.transcript_count,
+        first_sequence: 0,
+        last_sequence: c.last_sequence,
+        call_sequence: c.call_sequence,
+        updated_at: ts(&c.updated_at).unwrap_or_default(),
+        disposition: c.disposition.clone(),
+        end_reason: c.end_reason.clone(),
+        hangup_initiator: domain::PartyRole::from_number(c.hangup_initiator),
+        media: domain::Media::from_number(c.media),
+        attributes: c.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        vendor_order: None,
+        last_vendor_time: None,
+        correlation_key: None,
+    }
+}
+
+/// The bytes that, appended to an encoded `CallUpdate` stored without its
+/// log position, set `event.sequence` (and `call.last_sequence`): protobuf
+/// merges a repeated embedded message into the earlier one, so every
+/// conforming decoder sees the position. Lets a log that assigns positions
+/// on append (JetStream) store each event before its position is known.
+pub fn sequence_suffix(sequence: u64, has_call: bool) -> Vec<u8> {
+    let update = pb::CallUpdate {
+        event: Some(pb::CallEvent { sequence, ..Default::default() }),
+        call: has_call.then(|| pb::Call { last_sequence: sequence, ..Default::default() }),
+    };
+    update.encode_to_vec()
+}
+
 /// The encoded `CallUpdate` of an event and the call after it: the bytes the
 /// log stores and subscribers receive.
 pub fn encode_update(event: &CallEvent, call_after: Option<&Call>) -> Bytes {
@@ -176,6 +250,20 @@ mod tests {
 
     /// The domain enums carry the proto numbers; this proves the names agree,
     /// so the two can never drift apart silently.
+    #[test]
+    fn a_sequence_suffix_sets_the_position_of_a_stored_update() {
+        let mut stored = pb::CallUpdate {
+            event: Some(pb::CallEvent { call_id: "sf:x".into(), call_sequence: 3, ..Default::default() }),
+            call: Some(pb::Call { call_id: "sf:x".into(), call_sequence: 3, ..Default::default() }),
+        }
+        .encode_to_vec();
+        stored.extend(sequence_suffix(42, true));
+        let u = pb::CallUpdate::decode(stored.as_slice()).unwrap();
+        let (e, c) = (u.event.unwrap(), u.call.unwrap());
+        assert_eq!((e.sequence, e.call_id.as_str(), e.call_sequence), (42, "sf:x", 3));
+        assert_eq!((c.last_sequence, c.call_sequence), (42, 3));
+    }
+
     #[test]
     fn domain_enums_match_the_proto_enums_by_number_and_name() {
         fn check<D: Copy, P>(

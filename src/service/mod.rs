@@ -22,8 +22,6 @@ pub struct ServiceOptions {
     pub max_payload_bytes: usize,
     /// Default heartbeat interval of Subscribe streams.
     pub heartbeat_interval: Duration,
-    /// Records read from the log per replay step.
-    pub replay_batch: usize,
     /// Concurrent Subscribe streams per tenant.
     pub max_subscribers_per_tenant: usize,
 }
@@ -33,7 +31,6 @@ impl Default for ServiceOptions {
         ServiceOptions {
             max_payload_bytes: 256 * 1024,
             heartbeat_interval: Duration::from_secs(15),
-            replay_batch: 512,
             max_subscribers_per_tenant: 10_000,
         }
     }

@@ -97,7 +97,7 @@ impl Services {
         let store = self.store.clone();
         let hub = self.hub.clone();
         let shutdown = self.shutdown.clone();
-        let batch = self.options.replay_batch;
+        let batch = self.store.replay_batch();
         let heartbeat = spec.heartbeat.unwrap_or(self.options.heartbeat_interval);
         let tenant = spec.tenant.clone();
         let filter = spec.filter.clone();

@@ -9,6 +9,7 @@
 //! hands committed records to the [`Hub`](crate::hub::Hub) in log order.
 
 pub mod memory;
+pub mod nats;
 pub mod planner;
 mod record;
 pub mod sqlite;
@@ -276,4 +277,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The backend's name (`memory`, `sqlite`, `nats`).
     fn kind(&self) -> &'static str;
+
+    /// Records a replaying subscriber reads per step: what this backend
+    /// serves efficiently in one go.
+    fn replay_batch(&self) -> usize {
+        512
+    }
 }

@@ -226,14 +226,7 @@ fn resolve(
             if let Some(call) = correlate(&candidates, c, draft.event_type, batch.received_at, opts) {
                 return Ok((call.call_id.clone(), Some(call.clone())));
             }
-            // A new call: its id hashes the key with the start time, or
-            // without one with the first event's identity (unique per event).
-            let start = match c.started_at {
-                Some(t) => t.timestamp_millis().to_string(),
-                None => batch.normalized.identity.key(),
-            };
-            let prefix = batch.normalized.vendor.call_id_prefix();
-            let id = format!("{prefix}:{}", short_hash(&[tenant.as_bytes(), c.key.as_bytes(), start.as_bytes()]));
+            let id = new_correlated_id(tenant, c, batch);
             let existing = match local.get(&id) {
                 Some(c) => Some(c.clone()),
                 None => view.call(tenant, &id)?,
@@ -241,6 +234,18 @@ fn resolve(
             Ok((id, existing))
         }
     }
+}
+
+/// The id of a new call of a vendor without call ids: a hash of the key
+/// with the start time, or without one with the first event's identity
+/// (unique per vendor event).
+pub(crate) fn new_correlated_id(tenant: &str, c: &Correlation, batch: &IngestBatch) -> String {
+    let start = match c.started_at {
+        Some(t) => t.timestamp_millis().to_string(),
+        None => batch.normalized.identity.key(),
+    };
+    let prefix = batch.normalized.vendor.call_id_prefix();
+    format!("{prefix}:{}", short_hash(&[tenant.as_bytes(), c.key.as_bytes(), start.as_bytes()]))
 }
 
 /// The correlation rule for vendors without call ids (DESIGN §4.2), over
@@ -255,7 +260,7 @@ fn resolve(
 ///    event does not move backwards (an `offered` for a call already in
 ///    wrap-up is the next call).
 /// 3. Anything else starts a new call.
-fn correlate<'a>(
+pub(crate) fn correlate<'a>(
     candidates: &'a [Call],
     c: &Correlation,
     event_type: EventType,
