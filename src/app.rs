@@ -71,6 +71,8 @@ impl App {
     /// Opens the store and binds the sockets.
     pub async fn build(config: Config) -> Result<App, AppError> {
         config.validate()?;
+        // Install the recorder first: metrics emitted before it are lost.
+        telemetry::metrics_handle();
         let auth = load_auth(&config)?;
         let tls = config.tls.clone().map(ReloadingTls::load).transpose()?;
         let hub = Hub::new(config.subscriber_buffer);
@@ -84,7 +86,6 @@ impl App {
                 max_payload_bytes: config.max_payload_bytes,
                 heartbeat_interval: config.heartbeat_interval,
                 max_subscribers_per_tenant: config.max_subscribers_per_tenant,
-                ..ServiceOptions::default()
             },
             shutdown: CancellationToken::new(),
             subscribers: SubscriberSlots::default(),

@@ -1,14 +1,11 @@
 //! Durability of the sqlite store: restarts keep events, call state and dedup
 //! keys; `kill -9` loses no acknowledged event.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use switchboard::config::{Config, StoreKind};
 use switchboard::proto::v1 as pb;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use crate::common::*;
 
@@ -56,61 +53,12 @@ async fn events_call_state_and_dedup_keys_survive_a_restart() {
     server.stop().await.unwrap();
 }
 
-/// A `switchboard serve` child process on a random port.
-struct Child_ {
-    child: Child,
-    addr: String,
-}
-
-async fn spawn_server(dir: &std::path::Path) -> Child_ {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args([
-            "serve",
-            "--store",
-            "sqlite",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--log-level",
-            "info",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(grpc) = v.get("grpc").and_then(|g| g.as_str())
-            {
-                return grpc.to_string();
-            }
-        }
-        panic!("the server exited before it was serving");
-    })
-    .await
-    .expect("the server announces its address");
-    // Keep draining the child's log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Child_ { child, addr }
-}
-
-async fn connect(addr: &str) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
-}
-
 #[tokio::test]
 async fn kill_9_mid_ingest_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn_server(dir.path()).await;
-    let channel = connect(&server.addr).await;
+    let data = dir.path().to_string_lossy().to_string();
+    let mut server = ServerProcess::spawn(&["--store", "sqlite", "--data-dir", &data]).await;
+    let channel = server.channel().await;
     let acked: Arc<Mutex<Vec<(String, String, u64)>>> = Arc::default();
     let mut writers = Vec::new();
     for w in 0..8 {
@@ -135,15 +83,14 @@ async fn kill_9_mid_ingest_loses_no_acknowledged_event() {
     }
     let watch = acked.clone();
     eventually("some events are acknowledged", move || watch.lock().unwrap().len() >= 300).await;
-    server.child.start_kill().unwrap();
-    server.child.wait().await.unwrap();
+    server.kill().await;
     for w in writers {
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
 
-    let restarted = spawn_server(dir.path()).await;
-    let channel = connect(&restarted.addr).await;
+    let restarted = ServerProcess::spawn(&["--store", "sqlite", "--data-dir", &data]).await;
+    let channel = restarted.channel().await;
     let mut calls = pb::call_service_client::CallServiceClient::new(channel.clone());
     let mut sub = Sub::open(&mut calls, from_beginning()).await;
     let (events, _) = sub.until(pb::CheckpointReason::CaughtUp).await;

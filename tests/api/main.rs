@@ -5,10 +5,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod conformance;
 mod durability;
 mod errors;
 mod ingest;
 mod ops;
 mod query;
+mod replicas;
 mod security;
 mod subscribe;

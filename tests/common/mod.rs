@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod nats;
 pub mod pki;
 
 use std::net::SocketAddr;
@@ -232,5 +233,57 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A `switchboard serve` child process on a random loopback port.
+pub struct ServerProcess {
+    /// The child.
+    pub child: tokio::process::Child,
+    /// Its gRPC address (`127.0.0.1:PORT`).
+    pub addr: String,
+}
+
+impl ServerProcess {
+    /// Starts `switchboard serve <args>` and waits until it announces its
+    /// address (from its JSON log).
+    pub async fn spawn(args: &[&str]) -> ServerProcess {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the binary starts");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let addr = tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.expect("readable log") {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(grpc) = v.get("grpc").and_then(|g| g.as_str())
+                {
+                    return grpc.to_string();
+                }
+            }
+            panic!("the server exited before it was serving");
+        })
+        .await
+        .expect("the server announces its address");
+        // Keep draining the child's log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        ServerProcess { child, addr }
+    }
+
+    /// A channel to it.
+    pub async fn channel(&self) -> Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
+    }
+
+    /// `kill -9`.
+    pub async fn kill(&mut self) {
+        self.child.start_kill().expect("kill");
+        let _ = self.child.wait().await;
     }
 }

@@ -161,17 +161,23 @@ pub struct NatsStore {
 }
 
 /// Connects with the configured credentials; async-nats reconnects on its own
-/// afterwards.
-async fn connect(n: &NatsOptions) -> Result<Client, StoreError> {
-    let mut co = ConnectOptions::new().name("switchboard").connection_timeout(n.request_timeout).event_callback(
-        |event| async move {
-            match event {
-                async_nats::Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting"),
-                async_nats::Event::Connected => tracing::info!("NATS connected"),
-                other => tracing::debug!(event = %other, "NATS event"),
+/// afterwards. `reconnected` ticks on every (re)connection, so the consumer
+/// can be recreated at once instead of waiting for missed heartbeats.
+async fn connect(n: &NatsOptions, reconnected: tokio::sync::watch::Sender<u64>) -> Result<Client, StoreError> {
+    let mut co =
+        ConnectOptions::new().name("switchboard").connection_timeout(n.request_timeout).event_callback(move |event| {
+            let reconnected = reconnected.clone();
+            async move {
+                match event {
+                    async_nats::Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting"),
+                    async_nats::Event::Connected => {
+                        tracing::info!("NATS connected");
+                        reconnected.send_modify(|n| *n += 1);
+                    }
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
             }
-        },
-    );
+        });
     if let (Some(u), Some(p)) = (&n.user, &n.password) {
         co = co.user_and_password(u.clone(), p.clone());
     }
@@ -195,7 +201,8 @@ impl NatsStore {
     /// Connects, creates (or updates) the stream and buckets, loads the call
     /// mirror and starts this replica's consumer.
     pub async fn open(nats: NatsOptions, hub: Arc<Hub>, opts: StoreOptions) -> Result<NatsStore, StoreError> {
-        let client = connect(&nats).await?;
+        let (reconnected_tx, reconnected) = tokio::sync::watch::channel(0u64);
+        let client = connect(&nats, reconnected_tx).await?;
         let js = jetstream::ContextBuilder::new().timeout(nats.request_timeout).build(client.clone());
         let stream_cfg = stream::Config {
             name: nats.stream.clone(),
@@ -238,7 +245,8 @@ impl NatsStore {
         inner.load_mirror(head).await?;
         inner.hub.set_head(head);
         let stop = CancellationToken::new();
-        let feeder = tokio::spawn(feed(inner.clone(), head.saturating_sub(MIRROR_CATCH_UP), head, stop.clone()));
+        let feeder =
+            tokio::spawn(feed(inner.clone(), head.saturating_sub(MIRROR_CATCH_UP), head, reconnected, stop.clone()));
         tracing::info!(stream = %inner.nats.stream, url = %inner.nats.url, last_sequence = head, "nats store open");
         Ok(NatsStore { inner, stop, feeder: Mutex::new(Some(feeder)) })
     }
@@ -281,7 +289,13 @@ async fn key_value(
 /// mirror and (past `publish_after`) the hub. Recreated from the next
 /// sequence after any error, so a NATS restart resumes without gap or
 /// duplicate.
-async fn feed(inner: Arc<Inner>, start_after: u64, publish_after: u64, stop: CancellationToken) {
+async fn feed(
+    inner: Arc<Inner>,
+    start_after: u64,
+    publish_after: u64,
+    mut reconnected: tokio::sync::watch::Receiver<u64>,
+    stop: CancellationToken,
+) {
     let mut next = start_after + 1;
     let mut backoff = Duration::from_millis(100);
     while !stop.is_cancelled() {
@@ -309,9 +323,14 @@ async fn feed(inner: Arc<Inner>, start_after: u64, publish_after: u64, stop: Can
         };
         inner.feeding.store(true, Ordering::Release);
         backoff = Duration::from_millis(100);
+        reconnected.mark_unchanged();
         loop {
             let msg = tokio::select! {
                 _ = stop.cancelled() => return,
+                _ = reconnected.changed() => {
+                    tracing::info!("NATS reconnected; resuming the stream consumer at {next}");
+                    break;
+                }
                 m = messages.next() => m,
             };
             match msg {
@@ -426,8 +445,9 @@ impl Inner {
     async fn load_mirror(&self, head: u64) -> Result<(), StoreError> {
         let mut watch = self.calls.watch_with_history(">").await.map_err(unavailable)?;
         let mut calls = HashMap::new();
-        let empty = self.calls.status().await.map_err(unavailable)?.values() == 0;
-        while !empty {
+        let mut remaining = self.calls.status().await.map_err(unavailable)?.values() > 0;
+        // Reads until the entry with delta 0 (the newest), or a timeout.
+        while remaining {
             let Some(entry) =
                 tokio::time::timeout(self.nats.request_timeout, watch.next()).await.map_err(unavailable)?
             else {
@@ -439,9 +459,7 @@ impl Inner {
             {
                 calls.insert((call.tenant_id.clone(), call.call_id.clone()), call);
             }
-            if entry.delta == 0 {
-                break;
-            }
+            remaining = entry.delta > 0;
         }
         let mut m = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
         m.calls = calls;
@@ -517,7 +535,7 @@ impl Inner {
             return Ok(current);
         }
         self.save_call(&call, current.map(|(_, rev)| rev)).await?;
-        Ok(self.call_entry(tenant, call_id).await?)
+        self.call_entry(tenant, call_id).await
     }
 
     async fn correlated(&self, tenant: &TenantId, key: &str) -> Result<(Vec<Call>, Option<u64>), StoreError> {

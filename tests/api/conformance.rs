@@ -1,0 +1,274 @@
+//! The store conformance suite: the same checks of the `Store` contract,
+//! written once, run against memory, sqlite and NATS JetStream.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+use switchboard::adapters::{Normalizer, PhoneNormalizer};
+use switchboard::domain::{EventFilter, TenantId, Vendor};
+use switchboard::hub::Hub;
+use switchboard::store::memory::MemoryStore;
+use switchboard::store::nats::NatsStore;
+use switchboard::store::sqlite::SqliteStore;
+use switchboard::store::{CallQuery, IngestBatch, IngestOutcome, StateFilter, Store, StoreError, StoreOptions};
+
+use crate::common::nats::{NatsServer, isolated, nats_url};
+use crate::common::{fixture, sf};
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Memory,
+    Sqlite,
+    Nats,
+}
+
+/// A fresh store of one backend, and what keeps it alive.
+struct Backend {
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    /// A second replica on the same log (NATS only).
+    replica: Option<Arc<dyn Store>>,
+    _dir: Option<tempfile::TempDir>,
+    _nats: Option<NatsServer>,
+}
+
+async fn backend(kind: Kind, opts: StoreOptions) -> Backend {
+    let hub = Hub::new(4096);
+    match kind {
+        Kind::Memory => Backend {
+            store: Arc::new(MemoryStore::new(hub.clone(), opts)),
+            hub,
+            replica: None,
+            _dir: None,
+            _nats: None,
+        },
+        Kind::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Arc::new(SqliteStore::open(dir.path(), hub.clone(), opts).await.unwrap());
+            Backend { store, hub, replica: None, _dir: Some(dir), _nats: None }
+        }
+        Kind::Nats => {
+            let (url, server) = nats_url().await;
+            let n = isolated(&url);
+            let store = Arc::new(NatsStore::open(n.clone(), hub.clone(), opts.clone()).await.unwrap());
+            let replica: Arc<dyn Store> = Arc::new(NatsStore::open(n, Hub::new(4096), opts).await.unwrap());
+            Backend { store, hub, replica: Some(replica), _dir: None, _nats: server }
+        }
+    }
+}
+
+fn normalizer() -> Normalizer {
+    Normalizer::new(PhoneNormalizer::new("US").unwrap())
+}
+
+fn tenant(t: &str) -> TenantId {
+    TenantId::parse(t).unwrap()
+}
+
+fn batch(t: &str, vendor: Vendor, payload: &str, request_id: Option<&str>) -> IngestBatch {
+    IngestBatch {
+        tenant: tenant(t),
+        request_id: request_id.map(str::to_string),
+        normalized: normalizer().normalize(Some(vendor), payload.as_bytes(), None).unwrap(),
+        received_at: Utc::now(),
+        bridge_received_at: None,
+    }
+}
+
+fn sf_batch(t: &str, event: &str, call: &str) -> IngestBatch {
+    batch(t, Vendor::SalesforceVoice, &sf(event, call, json!({"callType": "inbound"})), None)
+}
+
+async fn ingest(store: &Arc<dyn Store>, b: IngestBatch) -> (IngestOutcome, Vec<u64>) {
+    let r = store.ingest(b).await.unwrap();
+    (r.outcome, r.records.iter().map(|r| r.sequence).collect())
+}
+
+async fn dedup(b: &Backend) {
+    let s = &b.store;
+    let (o, first) = ingest(s, sf_batch("t", "callconnected", "d1")).await;
+    assert_eq!(o, IngestOutcome::Accepted);
+    let (o, again) = ingest(s, sf_batch("t", "callconnected", "d1")).await;
+    assert_eq!((o, again), (IngestOutcome::Duplicate, first.clone()), "the first delivery's records");
+    let mut with_id = sf_batch("t", "hold", "d1");
+    with_id.request_id = Some("r-1".into());
+    let (o, held) = ingest(s, with_id.clone()).await;
+    assert_eq!(o, IngestOutcome::Accepted);
+    let (o, again) = ingest(s, with_id).await;
+    assert_eq!((o, again), (IngestOutcome::Duplicate, held));
+    let (o, none) = ingest(s, sf_batch("t", "hold", "d1")).await;
+    assert_eq!((o, none.len()), (IngestOutcome::Duplicate, 1), "same content, nothing in between: a retry");
+    ingest(s, sf_batch("t", "resume", "d1")).await;
+    let (o, _) = ingest(s, sf_batch("t", "hold", "d1")).await;
+    assert_eq!(o, IngestOutcome::Accepted, "same content after other events: new");
+    let (o, _) = ingest(s, sf_batch("other", "callconnected", "d1")).await;
+    assert_eq!(o, IngestOutcome::Accepted, "dedup keys are per tenant");
+    let (o, seqs) = ingest(s, batch("t", Vendor::SalesforceVoice, &sf("callerverified", "d1", json!({})), None)).await;
+    assert_eq!((o, seqs.len()), (IngestOutcome::Ignored, 0));
+}
+
+async fn read_paging_and_tenants(b: &Backend) {
+    let s = &b.store;
+    let mut mine = Vec::new();
+    for i in 0..10 {
+        mine.extend(ingest(s, sf_batch("a", "callstarted", &format!("p{i}"))).await.1);
+        ingest(s, sf_batch("b", "callstarted", &format!("p{i}"))).await;
+    }
+    let first = s.read(&tenant("a"), 0, 4).await.unwrap();
+    assert_eq!(first.iter().map(|r| r.sequence).collect::<Vec<_>>(), mine[..4]);
+    let rest = s.read(&tenant("a"), first[3].sequence, 100).await.unwrap();
+    assert_eq!(rest.iter().map(|r| r.sequence).collect::<Vec<_>>(), mine[4..], "the rest, and a short read at the end");
+    assert!(rest.iter().all(|r| r.tenant == "a"));
+    assert!(s.read(&tenant("a"), *mine.last().unwrap(), 100).await.unwrap().is_empty());
+    let bounds = s.bounds().await.unwrap();
+    assert_eq!(bounds.last, 20);
+    assert_eq!(bounds.pruned_through, 0);
+}
+
+async fn snapshot_get_and_list(b: &Backend) {
+    let s = &b.store;
+    ingest(s, sf_batch("t", "callconnected", "s1")).await;
+    ingest(s, sf_batch("t", "callconnected", "s2")).await;
+    ingest(s, sf_batch("t", "callended", "s2")).await;
+    let (_, last) = ingest(s, sf_batch("t", "hold", "s3")).await;
+    // The replica-local views of the NATS store follow the stream.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let snap = loop {
+        let snap = s.snapshot(&tenant("t")).await.unwrap();
+        if snap.as_of >= last[0] || tokio::time::Instant::now() > deadline {
+            break snap;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(snap.as_of, last[0]);
+    assert_eq!(snap.calls.iter().map(|c| c.call_id.as_str()).collect::<Vec<_>>(), vec!["sf:s1", "sf:s3"]);
+    let c = s.get_call(&tenant("t"), "sf:s2").await.unwrap().unwrap();
+    assert_eq!((c.call_sequence, c.last_sequence), (2, 3));
+    assert!(s.get_call(&tenant("other"), "sf:s2").await.unwrap().is_none());
+    let q = |state, before| CallQuery { state, before_first_sequence: before, limit: 10, ..CallQuery::default() };
+    let all = s.list_calls(&tenant("t"), &q(StateFilter::Any, None)).await.unwrap();
+    assert_eq!(all.iter().map(|c| c.call_id.as_str()).collect::<Vec<_>>(), vec!["sf:s3", "sf:s2", "sf:s1"]);
+    let page2 = s.list_calls(&tenant("t"), &q(StateFilter::Any, Some(all[0].first_sequence))).await.unwrap();
+    assert_eq!(page2.len(), 2);
+    let ended = s.list_calls(&tenant("t"), &q(StateFilter::Ended, None)).await.unwrap();
+    assert_eq!(ended.iter().map(|c| c.call_id.as_str()).collect::<Vec<_>>(), vec!["sf:s2"]);
+}
+
+async fn seek_time(b: &Backend) {
+    let s = &b.store;
+    ingest(s, sf_batch("t", "callstarted", "early")).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let cut = Utc::now();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let mut later = sf_batch("t", "callstarted", "late");
+    later.received_at = Utc::now();
+    let (_, seqs) = ingest(s, later).await;
+    assert_eq!(s.seek_time(&tenant("t"), cut).await.unwrap(), seqs[0] - 1);
+    assert_eq!(s.seek_time(&tenant("t"), Utc::now() + chrono::Duration::hours(1)).await.unwrap(), seqs[0]);
+}
+
+async fn the_hub_gets_records_in_log_order(b: &Backend) {
+    let mut feed = b.hub.subscribe("t", Arc::new(EventFilter::default()));
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        acked.extend(ingest(&b.store, sf_batch("t", "callstarted", &format!("h{i}"))).await.1);
+    }
+    for want in acked {
+        let r = tokio::time::timeout(Duration::from_secs(10), feed.recv()).await.unwrap().unwrap();
+        assert_eq!(r.sequence, want);
+    }
+}
+
+/// Concurrent writers of one call (on two replicas when the backend has
+/// them) never lose an update: `call_sequence` is 1..n in log order.
+async fn concurrent_writers_of_one_call(b: &Backend) {
+    let writers: Vec<Arc<dyn Store>> = match &b.replica {
+        Some(r) => vec![b.store.clone(), r.clone(), b.store.clone(), r.clone()],
+        None => vec![b.store.clone(); 4],
+    };
+    ingest(&b.store, sf_batch("t", "callconnected", "busy")).await;
+    let mut tasks = Vec::new();
+    for (w, store) in writers.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                let payload = json!({"type": "transcript", "detail": {"callId": "busy", "id": format!("u{w}-{i}"), "content": {"text": "hello"}, "sender": {"role": "Agent"}}});
+                let r = store.ingest(batch("t", Vendor::SalesforceVoice, &payload.to_string(), None)).await.unwrap();
+                assert_eq!(r.outcome, IngestOutcome::Accepted);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let records = b.store.read(&tenant("t"), 0, 1000).await.unwrap();
+    let mut call_seqs = Vec::new();
+    for r in records.iter().filter(|r| r.meta.call_id == "sf:busy") {
+        let u = <switchboard::proto::v1::CallUpdate as prost::Message>::decode(r.update_bytes()).unwrap();
+        call_seqs.push(u.event.unwrap().call_sequence);
+    }
+    assert_eq!(call_seqs, (1..=41).collect::<Vec<u64>>(), "gap-free and in log order");
+    let call = b.store.get_call(&tenant("t"), "sf:busy").await.unwrap().unwrap();
+    assert_eq!((call.call_sequence, call.transcript_count), (41, 40));
+}
+
+async fn agent_panel_events_correlate_into_one_call(b: &Backend) {
+    let offered = fixture("8x8_agent_panel", "voice-phone-offered-cc.json");
+    let accepted = fixture("8x8_agent_panel", "voice-phone-accepted-cc.json");
+    let (_, o) = ingest(&b.store, batch("t", Vendor::AgentPanel8x8, &offered, None)).await;
+    let (_, a) = ingest(&b.store, batch("t", Vendor::AgentPanel8x8, &accepted, None)).await;
+    let recs = b.store.read(&tenant("t"), o[0] - 1, 10).await.unwrap();
+    assert_eq!(recs.iter().map(|r| r.sequence).collect::<Vec<_>>(), vec![o[0], a[0]]);
+    assert_eq!(recs[0].meta.call_id, recs[1].meta.call_id, "offered and accepted are one call");
+}
+
+async fn an_expired_cursor_is_refused(kind: Kind) {
+    let opts = StoreOptions { retention_max_events: Some(5), ..StoreOptions::default() };
+    let b = backend(kind, opts).await;
+    for i in 0..10 {
+        ingest(&b.store, sf_batch("t", "callstarted", &format!("x{i}"))).await;
+    }
+    b.store.prune(Utc.timestamp_opt(2_000_000_000, 0).unwrap().min(Utc::now())).await.unwrap();
+    let bounds = b.store.bounds().await.unwrap();
+    assert_eq!((bounds.pruned_through, bounds.last), (5, 10));
+    assert!(matches!(b.store.read(&tenant("t"), 1, 10).await, Err(StoreError::CursorExpired { oldest: 6 })));
+    let rest = b.store.read(&tenant("t"), 5, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|r| r.sequence).collect::<BTreeSet<_>>(), (6..=10).collect());
+}
+
+async fn suite(kind: Kind) {
+    for check in 0..7 {
+        let b = backend(kind, StoreOptions::default()).await;
+        match check {
+            0 => dedup(&b).await,
+            1 => read_paging_and_tenants(&b).await,
+            2 => snapshot_get_and_list(&b).await,
+            3 => seek_time(&b).await,
+            4 => the_hub_gets_records_in_log_order(&b).await,
+            5 => concurrent_writers_of_one_call(&b).await,
+            _ => agent_panel_events_correlate_into_one_call(&b).await,
+        }
+        b.store.close().await.unwrap();
+        if let Some(r) = &b.replica {
+            r.close().await.unwrap();
+        }
+    }
+    an_expired_cursor_is_refused(kind).await;
+}
+
+#[tokio::test]
+async fn the_memory_store_conforms() {
+    suite(Kind::Memory).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_store_conforms() {
+    suite(Kind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_nats_store_conforms() {
+    suite(Kind::Nats).await;
+}
