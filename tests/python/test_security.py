@@ -8,7 +8,7 @@ import grpc
 import pytest
 import trustme
 
-from conftest import Server
+from switchboard_process import Server
 
 
 @pytest.fixture
