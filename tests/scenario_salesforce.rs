@@ -1,0 +1,221 @@
+//! Whole Salesforce Voice calls through the real server, checked through
+//! GetCall and a Subscribe replay.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use switchboard::proto::v1 as pb;
+use switchboard::proto::v1::EventType as T;
+
+const CUSTOMER: &str = "+1 (415) 555-0132";
+
+struct Sf {
+    server: TestServer,
+    ingest: switchboard::proto::v1::ingest_service_client::IngestServiceClient<tonic::transport::Channel>,
+    calls: switchboard::proto::v1::call_service_client::CallServiceClient<tonic::transport::Channel>,
+}
+
+impl Sf {
+    async fn start() -> Sf {
+        let server = TestServer::memory().await;
+        let ingest = server.ingest_client().await;
+        let calls = server.call_client().await;
+        Sf { server, ingest, calls }
+    }
+
+    async fn send(&mut self, t: &str, call: &str, extra: Value) -> pb::IngestResponse {
+        ingest_sf(&mut self.ingest, t, call, extra).await
+    }
+
+    async fn call(&mut self, id: &str) -> pb::Call {
+        self.calls
+            .get_call(pb::GetCallRequest { call_id: id.into(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .call
+            .unwrap()
+    }
+
+    /// The replayed events of one call: (type, call_sequence, state).
+    async fn replay(&mut self, id: &str) -> Vec<(T, u64, pb::CallState)> {
+        let req = pb::SubscribeRequest {
+            filter: Some(pb::SubscribeFilter { call_ids: vec![id.into()], ..Default::default() }),
+            ..from_beginning()
+        };
+        let mut sub = Sub::open(&mut self.calls, req).await;
+        let (ups, _) = sub.until(pb::CheckpointReason::CaughtUp).await;
+        ups.iter().map(|u| u.event.as_ref().unwrap()).map(|e| (e.r#type(), e.call_sequence, e.state())).collect()
+    }
+}
+
+fn message(id: &str, text: &str, role: &str) -> Value {
+    json!({"id": id, "clientSentTimestamp": 1594944652299u64, "serverReceivedTimestamp": 1594944652328u64,
+           "content": {"formatType": "Text", "text": text}, "sender": {"role": role, "displayName": "Angela Agent"}})
+}
+
+#[tokio::test]
+async fn an_inbound_call_with_hold_recording_transcripts_notes_flags_and_wrap_up() {
+    let mut sf = Sf::start().await;
+    let c = "4f1c2a9e-5b7d-4e3a-9c61-2d8b0e7f3a14";
+    sf.send("callstarted", c, json!({"callType": "inbound", "participant": CUSTOMER})).await;
+    sf.send("callconnected", c, json!({"callType": "inbound", "participant": CUSTOMER})).await;
+    sf.send("transcript", c, message("u1", "Hello, thanks for calling.", "Agent")).await;
+    sf.send("hold", c, json!({"participant": CUSTOMER})).await;
+    sf.send("resume", c, json!({"participant": CUSTOMER})).await;
+    sf.send("pauserecording", c, json!({})).await;
+    sf.send("resumerecording", c, json!({})).await;
+    sf.send("mute", c, json!({})).await;
+    sf.send("unmute", c, json!({})).await;
+    sf.send("transcript", c, message("u2", "I would like a refund.", "EndUser")).await;
+    sf.send("flagraise", c, message("f1", "The customer wants a credit note.", "Agent")).await;
+    sf.send("flaglower", c, json!({"id": "f2", "content": {"formatType": null, "text": null}, "sender": {"role": "Supervisor", "displayName": "Samir Supervisor"}})).await;
+    sf.send("note", c, message("n1", "Refund approved.", "Agent")).await;
+    sf.send("callended", c, json!({})).await;
+    let late = sf.send("wrapupended", c, json!({})).await;
+    assert_eq!(
+        late.events[0].state(),
+        pb::CallState::Ended,
+        "a late wrap-up end is recorded but never reopens the call"
+    );
+
+    let id = format!("sf:{c}");
+    let call = sf.call(&id).await;
+    assert_eq!(
+        (call.state(), call.outcome(), call.direction()),
+        (pb::CallState::Ended, pb::CallOutcome::Completed, pb::Direction::Inbound)
+    );
+    assert_eq!((call.hold_count, call.transcript_count, call.call_sequence), (1, 2, 15));
+    assert_eq!(call.notes, vec!["Refund approved."]);
+    assert_eq!(call.recording.unwrap().state(), pb::RecordingState::Active);
+    assert!(!call.muted && !call.on_hold);
+    assert!(call.answered_at.is_some() && call.ended_at.is_some() && call.wrap_up_ended_at.is_some());
+    assert_eq!(call.parties[0].e164, "+14155550132");
+    let replay = sf.replay(&id).await;
+    let types: Vec<T> = replay.iter().map(|r| r.0).collect();
+    assert_eq!(
+        types,
+        vec![
+            T::CallStarted,
+            T::CallConnected,
+            T::Transcript,
+            T::CallHeld,
+            T::CallResumed,
+            T::RecordingPaused,
+            T::RecordingResumed,
+            T::CallMuted,
+            T::CallUnmuted,
+            T::Transcript,
+            T::FlagRaised,
+            T::FlagLowered,
+            T::NoteAdded,
+            T::CallEnded,
+            T::WrapUpEnded,
+        ]
+    );
+    assert_eq!(replay.iter().map(|r| r.1).collect::<Vec<_>>(), (1..=15).collect::<Vec<_>>());
+    assert_eq!(replay[3].2, pb::CallState::OnHold);
+}
+
+#[tokio::test]
+async fn an_outbound_call_in_aura_names_that_nobody_answers_ends_no_answer() {
+    let mut sf = Sf::start().await;
+    let c = "d7a9f1b7-fc17-43fe-8ca7-e584a2b34792";
+    sf.send("CALL_STARTED", c, json!({"callType": "outbound", "participant": "+1 (415) 999-0000"})).await;
+    sf.send("CALL_ENDED", c, json!({})).await;
+    let call = sf.call(&format!("sf:{c}")).await;
+    assert_eq!((call.direction(), call.outcome()), (pb::Direction::Outbound, pb::CallOutcome::NoAnswer));
+    let types: Vec<T> = sf.replay(&format!("sf:{c}")).await.iter().map(|r| r.0).collect();
+    assert_eq!(types, vec![T::CallStarted, T::CallEnded]);
+}
+
+#[tokio::test]
+async fn an_inbound_call_that_is_never_connected_is_missed() {
+    let mut sf = Sf::start().await;
+    sf.send("callstarted", "m1", json!({"callType": "inbound", "participant": CUSTOMER})).await;
+    sf.send("callended", "m1", json!({})).await;
+    assert_eq!(sf.call("sf:m1").await.outcome(), pb::CallOutcome::Missed);
+}
+
+#[tokio::test]
+async fn native_telephony_calls_begin_with_callconnected() {
+    let mut sf = Sf::start().await;
+    let first = sf.send("callconnected", "nt1", json!({"callType": "inbound", "participant": CUSTOMER})).await;
+    assert_eq!((first.events[0].call_sequence, first.events[0].state()), (1, pb::CallState::Connected));
+    sf.send("callended", "nt1", json!({})).await;
+    let call = sf.call("sf:nt1").await;
+    assert_eq!((call.state(), call.outcome()), (pb::CallState::Ended, pb::CallOutcome::Completed));
+}
+
+#[tokio::test]
+async fn a_three_way_call_swaps_and_conferences_and_a_quick_connect_name_stays_a_name() {
+    let mut sf = Sf::start().await;
+    let c = "conf-1";
+    sf.send("callconnected", c, json!({"callType": "inbound", "participant": CUSTOMER})).await;
+    sf.send("hold", c, json!({"participant": CUSTOMER})).await;
+    sf.send("participantadded", c, json!({"participant": "Billing Escalations"})).await;
+    sf.send("swap", c, json!({})).await;
+    let conf = sf.send("conference", c, json!({})).await;
+    assert_eq!(conf.events[0].state(), pb::CallState::Connected, "a conference takes everyone off hold");
+    sf.send("participantremoved", c, json!({"participant": "Billing Escalations"})).await;
+    let call = sf.call(&format!("sf:{c}")).await;
+    assert!(!call.on_hold);
+    let third = call.parties.iter().find(|p| p.role() == pb::PartyRole::ThirdParty).expect("the added participant");
+    assert_eq!((third.display_name.as_str(), third.phone_number.as_str()), ("Billing Escalations", ""));
+    let types: Vec<T> = sf.replay(&format!("sf:{c}")).await.iter().map(|r| r.0).collect();
+    assert_eq!(
+        types,
+        vec![
+            T::CallConnected,
+            T::CallHeld,
+            T::ParticipantJoined,
+            T::ParticipantsSwapped,
+            T::ConferenceStarted,
+            T::ParticipantLeft
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_warm_transfer_keeps_the_conversation_and_records_each_segments_voice_call_id() {
+    let mut sf = Sf::start().await;
+    let c = "c5d93c19-e03b-44f8-85e6-a11f02e70c45";
+    sf.send("callconnected", c, json!({"callType": "inbound", "participant": CUSTOMER})).await;
+    let mut first = message("f1", "Please take over.", "Agent");
+    first["voiceCallId"] = json!("0LQRM0000006CSz");
+    sf.send("flagraise", c, first).await;
+    sf.send("participantadded", c, json!({"participant": "+1 (628) 555-0190"})).await;
+    // The transferring rep drops: participant removed, not a hang-up.
+    let removed = sf.send("participantremoved", c, json!({"participant": "+1 (628) 555-0190"})).await;
+    assert_eq!(removed.events[0].state(), pb::CallState::Connected, "the call goes on");
+    let mut second = message("f2", "Taking over now.", "Agent");
+    second["voiceCallId"] = json!("0LQRM0000006CT0");
+    let flag = sf.send("flagraise", c, second).await;
+    assert_eq!(flag.events[0].attributes["voiceCallId"], "0LQRM0000006CT0");
+    let call = sf.call(&format!("sf:{c}")).await;
+    assert_eq!((call.conversation_id.as_str(), call.state()), (format!("sf:{c}").as_str(), pb::CallState::Connected));
+    assert_eq!(call.attributes["voiceCallId"], "0LQRM0000006CT0", "the latest segment");
+}
+
+#[tokio::test]
+async fn a_replayed_transcript_is_a_duplicate_and_audio_stats_are_kept_per_channel() {
+    let mut sf = Sf::start().await;
+    sf.send("callconnected", "a1", json!({"callType": "inbound"})).await;
+    let t = sf.send("transcript", "a1", message("u1", "Hello", "Agent")).await;
+    let again = sf.send("transcript", "a1", message("u1", "Hello", "Agent")).await;
+    assert_eq!((again.outcome(), again.events), (pb::IngestOutcome::Duplicate, t.events));
+    let stats = sf
+        .send(
+            "audiostats",
+            "a1",
+            json!({"stats": {"inputChannelStats": {"packetsLost": 3, "packetsCount": 1500, "jitterBufferMillis": 40, "roundTripTimeMillis": 85},
+                             "outputChannelStats": {"packetsLost": 0, "packetsCount": 1498, "jitterBufferMillis": 20, "roundTripTimeMillis": 85}}}),
+        )
+        .await;
+    assert_eq!(stats.events.len(), 2);
+    let Some(pb::call_event::Detail::AudioStats(s)) = &stats.events[0].detail else { panic!("audio stats detail") };
+    assert_eq!((s.channel.as_str(), s.packets_lost, s.round_trip_time_millis), ("inputChannelStats", 3, 85));
+    assert_eq!(sf.call("sf:a1").await.state(), pb::CallState::Connected, "statistics do not move the call");
+    sf.server.stop().await.unwrap();
+}
