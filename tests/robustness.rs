@@ -104,7 +104,7 @@ fn mutate(v: &mut Value, pick: &mut impl Iterator<Item = usize>, new: Value) {
         _ => 0,
     };
     let choice = pick.next().unwrap_or(0);
-    if n == 0 || choice % 4 == 0 {
+    if n == 0 || choice.is_multiple_of(4) {
         *v = new;
         return;
     }
@@ -112,7 +112,7 @@ fn mutate(v: &mut Value, pick: &mut impl Iterator<Item = usize>, new: Value) {
     match v {
         Value::Object(m) => {
             let key = m.keys().nth(i).cloned().unwrap_or_default();
-            if choice % 7 == 0 {
+            if choice.is_multiple_of(7) {
                 m.remove(&key);
             } else if let Some(child) = m.get_mut(&key) {
                 mutate(child, pick, new);
