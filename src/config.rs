@@ -170,6 +170,10 @@ pub struct ServeArgs {
     /// Burst allowance of the rate limit [default: twice the rate].
     #[arg(long, env = "SWITCHBOARD_RATE_LIMIT_BURST", value_name = "N")]
     pub rate_limit_burst: Option<f64>,
+    /// OTLP/gRPC collector for traces, e.g. http://otel-collector:4317 (needs
+    /// the `otlp` cargo feature) [default: none].
+    #[arg(long, env = "SWITCHBOARD_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// Validate the configuration, print it, and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -232,6 +236,7 @@ struct FileConfig {
     max_subscribers_per_tenant: Option<usize>,
     rate_limit_per_second: Option<f64>,
     rate_limit_burst: Option<f64>,
+    otlp_endpoint: Option<String>,
 }
 
 /// The resolved configuration of a server.
@@ -297,6 +302,8 @@ pub struct Config {
     pub rate_limit_per_second: f64,
     /// Rate-limit burst.
     pub rate_limit_burst: f64,
+    /// OTLP trace collector.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Config {
@@ -339,6 +346,7 @@ impl Default for Config {
             max_subscribers_per_tenant: 10_000,
             rate_limit_per_second: 0.0,
             rate_limit_burst: 0.0,
+            otlp_endpoint: None,
         }
     }
 }
@@ -452,6 +460,7 @@ impl Config {
                 .unwrap_or(d.max_subscribers_per_tenant),
             rate_limit_per_second: args.rate_limit_per_second.or(file.rate_limit_per_second).unwrap_or(0.0),
             rate_limit_burst: 0.0,
+            otlp_endpoint: args.otlp_endpoint.clone().or(file.otlp_endpoint),
         };
         let mut cfg = cfg;
         cfg.rate_limit_burst =

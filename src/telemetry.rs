@@ -3,20 +3,71 @@
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
-/// Installs the global `tracing` subscriber (human or JSON lines on stderr).
-/// Later calls are no-ops, so tests and embedders can call it freely.
-pub fn init_logging(format: LogFormat, filter: &str) {
+/// Installs the global `tracing` subscriber (human or JSON lines on stderr,
+/// and with the `otlp` feature an OTLP trace exporter when `otlp_endpoint`
+/// is set). Later calls are no-ops, so tests and embedders can call it freely.
+pub fn init_logging(format: LogFormat, filter: &str, otlp_endpoint: Option<&str>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(true).boxed(),
     };
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    #[cfg(feature = "otlp")]
+    {
+        let otel = otlp_endpoint.and_then(|e| match otlp::layer(e) {
+            Ok(l) => Some(l),
+            Err(err) => {
+                eprintln!("OTLP export disabled: {err}");
+                None
+            }
+        });
+        let _ = registry.with(otel).try_init();
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = registry.try_init();
+        if otlp_endpoint.is_some() {
+            tracing::warn!("--otlp-endpoint is set but this build has no `otlp` feature; traces are not exported");
+        }
+    }
+}
+
+/// OTLP/gRPC trace export (cargo feature `otlp`).
+#[cfg(feature = "otlp")]
+pub mod otlp {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig;
+    use tracing_subscriber::Layer;
+
+    /// A layer exporting spans to the collector at `endpoint` in batches.
+    pub fn layer<S>(endpoint: &str) -> Result<impl Layer<S>, String>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let resource = opentelemetry_sdk::Resource::builder().with_service_name("switchboard").build();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build();
+        opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+        let tracer = provider.tracer("switchboard");
+        opentelemetry::global::set_tracer_provider(provider);
+        Ok(tracing_opentelemetry::layer().with_tracer(tracer))
+    }
 }
 
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();

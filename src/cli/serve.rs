@@ -24,7 +24,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("configuration OK\n{config:#?}");
         return Ok(ExitCode::SUCCESS);
     }
-    telemetry::init_logging(config.log_format, &config.log_level);
+    telemetry::init_logging(config.log_format, &config.log_level, config.otlp_endpoint.as_deref());
     let app = App::build(config.clone()).await?;
     tracing::info!(
         grpc = %app.local_addr(),

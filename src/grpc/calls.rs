@@ -215,11 +215,13 @@ impl pb::call_service_server::CallService for CallApi {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let span = tracing::info_span!("Subscribe", tenant = field::Empty);
+        super::link_trace(&span, request.metadata());
         observe("Subscribe", Instant::now(), self.open_subscription(request).instrument(span).await)
     }
 
     async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::GetCallResponse>, Status> {
         let span = tracing::info_span!("GetCall", tenant = field::Empty, call_id = %request.get_ref().call_id);
+        super::link_trace(&span, request.metadata());
         observe("GetCall", Instant::now(), self.get(request).instrument(span).await)
     }
 
@@ -228,6 +230,7 @@ impl pb::call_service_server::CallService for CallApi {
         request: Request<pb::ListCallsRequest>,
     ) -> Result<Response<pb::ListCallsResponse>, Status> {
         let span = tracing::info_span!("ListCalls", tenant = field::Empty);
+        super::link_trace(&span, request.metadata());
         observe("ListCalls", Instant::now(), self.list(request).instrument(span).await)
     }
 }

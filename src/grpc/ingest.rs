@@ -125,6 +125,7 @@ impl pb::ingest_service_server::IngestService for IngestApi {
             call_id = field::Empty,
             outcome = field::Empty
         );
+        super::link_trace(&span, request.metadata());
         let started = Instant::now();
         observe("Ingest", started, self.handle(request).instrument(span).await)
     }
