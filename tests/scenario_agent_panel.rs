@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, WAIT, from_beginning, request};
+use common::{TestServer, ended, event, from_beginning, get_call, replay, request};
 use serde_json::{Value, json};
 use switchboard::proto::v1 as pb;
 use switchboard::proto::v1::call_service_client::CallServiceClient;
@@ -192,29 +192,13 @@ impl Panel {
     }
 
     async fn call(&mut self, call_id: &str) -> pb::Call {
-        let req = pb::GetCallRequest { call_id: call_id.to_string(), ..Default::default() };
-        self.calls.get_call(req).await.expect("GetCall succeeds").into_inner().call.expect("call is set")
+        get_call(&mut self.calls, call_id).await
     }
 
     /// Every update in the log, in order (Subscribe from the beginning until
     /// CAUGHT_UP).
     async fn replay(&mut self) -> Vec<pb::CallUpdate> {
-        let mut sub = common::Sub::open(&mut self.calls, from_beginning()).await;
-        let (updates, _) = tokio::time::timeout(WAIT, sub.until(pb::CheckpointReason::CaughtUp))
-            .await
-            .expect("replay reaches CAUGHT_UP");
-        updates
-    }
-}
-
-fn event(u: &pb::CallUpdate) -> &pb::CallEvent {
-    u.event.as_ref().expect("update has an event")
-}
-
-fn ended(e: &pb::CallEvent) -> &pb::EndedDetail {
-    match &e.detail {
-        Some(pb::call_event::Detail::Ended(d)) => d,
-        other => panic!("expected an ended detail, got {other:?}"),
+        replay(&mut self.calls, from_beginning()).await
     }
 }
 

@@ -14,7 +14,7 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Sub, TestServer, from_beginning, request};
+use common::{TestServer, ended, event, from_beginning, get_call, replay, request, steps};
 use serde_json::{Value, json};
 use switchboard::proto::v1 as pb;
 use tonic::Code;
@@ -127,30 +127,12 @@ impl Client {
     }
 
     async fn call(&mut self, call_id: &str) -> pb::Call {
-        let req = pb::GetCallRequest { call_id: call_id.to_string(), ..Default::default() };
-        self.calls.get_call(req).await.expect("GetCall succeeds").into_inner().call.expect("call is set")
+        get_call(&mut self.calls, call_id).await
     }
 
     /// Every update in the log (or in the filter), replayed from the beginning until caught up.
     async fn replay(&mut self, req: pb::SubscribeRequest) -> Vec<pb::CallUpdate> {
-        let mut sub = Sub::open(&mut self.calls, req).await;
-        sub.until(pb::CheckpointReason::CaughtUp).await.0
-    }
-}
-
-fn event(u: &pb::CallUpdate) -> &pb::CallEvent {
-    u.event.as_ref().expect("update has an event")
-}
-
-/// The (type, state) of each update of `call_id`, in log order.
-fn steps(updates: &[pb::CallUpdate], call_id: &str) -> Vec<(pb::EventType, pb::CallState)> {
-    updates.iter().map(event).filter(|e| e.call_id == call_id).map(|e| (e.r#type(), e.state())).collect()
-}
-
-fn ended(e: &pb::CallEvent) -> &pb::EndedDetail {
-    match &e.detail {
-        Some(pb::call_event::Detail::Ended(d)) => d,
-        other => panic!("expected an ended detail, got {other:?}"),
+        replay(&mut self.calls, req).await
     }
 }
 

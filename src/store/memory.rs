@@ -156,27 +156,14 @@ impl Store for MemoryStore {
 
     async fn list_calls(&self, tenant: &TenantId, query: &CallQuery) -> Result<Vec<Call>, StoreError> {
         let inner = self.lock()?;
-        let mut calls: Vec<Call> = inner
-            .calls
-            .iter()
-            .filter(|((t, _), c)| t == tenant.as_str() && query.matches(c))
-            .map(|(_, c)| c.clone())
-            .collect();
-        calls.sort_by_key(|c| std::cmp::Reverse(c.first_sequence));
-        calls.truncate(query.limit);
-        Ok(calls)
+        let mine = inner.calls.iter().filter(|((t, _), _)| t == tenant.as_str()).map(|(_, c)| c);
+        Ok(super::list_page(mine, query))
     }
 
     async fn snapshot(&self, tenant: &TenantId) -> Result<Snapshot, StoreError> {
         let inner = self.lock()?;
-        let mut calls: Vec<Call> = inner
-            .calls
-            .iter()
-            .filter(|((t, _), c)| t == tenant.as_str() && c.state.is_active())
-            .map(|(_, c)| c.clone())
-            .collect();
-        calls.sort_by_key(|c| c.first_sequence);
-        Ok(Snapshot { calls, as_of: inner.last })
+        let mine = inner.calls.iter().filter(|((t, _), _)| t == tenant.as_str()).map(|(_, c)| c);
+        Ok(Snapshot { calls: super::active_calls(mine), as_of: inner.last })
     }
 
     async fn prune(&self, now: DateTime<Utc>) -> Result<PruneStats, StoreError> {

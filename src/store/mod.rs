@@ -150,6 +150,22 @@ impl CallQuery {
     }
 }
 
+/// A page of calls from an in-memory collection, newest first (stores that
+/// keep call state in memory share this).
+pub(crate) fn list_page<'a>(calls: impl Iterator<Item = &'a Call>, query: &CallQuery) -> Vec<Call> {
+    let mut page: Vec<Call> = calls.filter(|c| query.matches(c)).cloned().collect();
+    page.sort_by_key(|c| std::cmp::Reverse(c.first_sequence));
+    page.truncate(query.limit);
+    page
+}
+
+/// The active calls of an in-memory collection, oldest first.
+pub(crate) fn active_calls<'a>(calls: impl Iterator<Item = &'a Call>) -> Vec<Call> {
+    let mut active: Vec<Call> = calls.filter(|c| c.state.is_active()).cloned().collect();
+    active.sort_by_key(|c| c.first_sequence);
+    active
+}
+
 /// Retention and dedup settings every store honours.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {

@@ -287,3 +287,33 @@ impl ServerProcess {
         let _ = self.child.wait().await;
     }
 }
+
+/// The current state of a call, failing the test when it is missing.
+pub async fn get_call(calls: &mut CallServiceClient<Channel>, call_id: &str) -> pb::Call {
+    let req = pb::GetCallRequest { call_id: call_id.to_string(), ..Default::default() };
+    calls.get_call(req).await.expect("GetCall succeeds").into_inner().call.expect("call is set")
+}
+
+/// The updates a subscription replays until it is caught up.
+pub async fn replay(calls: &mut CallServiceClient<Channel>, req: pb::SubscribeRequest) -> Vec<pb::CallUpdate> {
+    let mut sub = Sub::open(calls, req).await;
+    sub.until(pb::CheckpointReason::CaughtUp).await.0
+}
+
+/// The event of an update.
+pub fn event(u: &pb::CallUpdate) -> &pb::CallEvent {
+    u.event.as_ref().expect("update has an event")
+}
+
+/// The (type, state) of each update of `call_id`, in log order.
+pub fn steps(updates: &[pb::CallUpdate], call_id: &str) -> Vec<(pb::EventType, pb::CallState)> {
+    updates.iter().map(event).filter(|e| e.call_id == call_id).map(|e| (e.r#type(), e.state())).collect()
+}
+
+/// The ended detail of an event, failing the test when it has none.
+pub fn ended(e: &pb::CallEvent) -> &pb::EndedDetail {
+    match &e.detail {
+        Some(pb::call_event::Detail::Ended(d)) => d,
+        other => panic!("expected an ended detail, got {other:?}"),
+    }
+}

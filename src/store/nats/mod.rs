@@ -389,27 +389,14 @@ impl Store for NatsStore {
 
     async fn list_calls(&self, tenant: &TenantId, query: &CallQuery) -> Result<Vec<Call>, StoreError> {
         let m = self.inner.mirror.lock().unwrap_or_else(|p| p.into_inner());
-        let mut calls: Vec<Call> = m
-            .calls
-            .iter()
-            .filter(|((t, _), c)| t == tenant.as_str() && query.matches(c))
-            .map(|(_, c)| c.clone())
-            .collect();
-        calls.sort_by_key(|c| std::cmp::Reverse(c.first_sequence));
-        calls.truncate(query.limit);
-        Ok(calls)
+        let mine = m.calls.iter().filter(|((t, _), _)| t == tenant.as_str()).map(|(_, c)| c);
+        Ok(crate::store::list_page(mine, query))
     }
 
     async fn snapshot(&self, tenant: &TenantId) -> Result<Snapshot, StoreError> {
         let m = self.inner.mirror.lock().unwrap_or_else(|p| p.into_inner());
-        let mut calls: Vec<Call> = m
-            .calls
-            .iter()
-            .filter(|((t, _), c)| t == tenant.as_str() && c.state.is_active())
-            .map(|(_, c)| c.clone())
-            .collect();
-        calls.sort_by_key(|c| c.first_sequence);
-        Ok(Snapshot { calls, as_of: m.head })
+        let mine = m.calls.iter().filter(|((t, _), _)| t == tenant.as_str()).map(|(_, c)| c);
+        Ok(Snapshot { calls: crate::store::active_calls(mine), as_of: m.head })
     }
 
     async fn prune(&self, now: DateTime<Utc>) -> Result<PruneStats, StoreError> {
