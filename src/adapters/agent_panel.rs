@@ -587,7 +587,7 @@ impl Adapter for AgentPanel {
                 e
             })
             .collect();
-        Ok(Normalized { vendor, vendor_event_type, identity, events, ignored: None })
+        Ok(Normalized { vendor, vendor_event_type, identity, aliases: Vec::new(), events, ignored: None })
     }
 }
 

@@ -300,7 +300,14 @@ fn normalize_event(
     let msg = fields::msg_info(body, &path)?;
     let row = find_row(&name);
     let key = ["interactionGUID", "agentId"].iter().find_map(|k| body.get(*k).and_then(Value::as_str)).unwrap_or("");
-    let identity = identity(frame, &name, key, row.map_or(Identify::Sequenced, |r| r.id), &msg, value);
+    let identify = row.map_or(Identify::Sequenced, |r| r.id);
+    let identity = identity(frame, &name, key, identify, &msg, value);
+    // A framed event is also known by its inner identity, so the same event
+    // read from two overlapping topics (two messageIds) is one event.
+    let aliases: Vec<Identity> = match frame {
+        Some(_) => Some(identity_of_event(&name, key, identify, &msg)).flatten().into_iter().collect(),
+        None => Vec::new(),
+    };
     let Some(row) = row else {
         let why = format!("unknown 8x8 Event Streaming event {name:?} (class {class})");
         return Ok(Normalized::ignored(vendor, name, why, identity));
@@ -337,7 +344,7 @@ fn normalize_event(
     draft.attributes = attributes;
     draft.order =
         msg.sequence_id.map(|position| VendorOrder { scope: msg.instance_id.clone().unwrap_or_default(), position });
-    Ok(Normalized { vendor, vendor_event_type: name, identity, events: vec![draft], ignored: None })
+    Ok(Normalized { vendor, vendor_event_type: name, identity, aliases, events: vec![draft], ignored: None })
 }
 
 /// The canonical type of a non-ignored row; `status` picks it for toggles.
@@ -376,13 +383,19 @@ fn identity(frame: Option<&Frame>, name: &str, key: &str, id: Identify, msg: &Ms
     if let Some(f) = frame {
         return Identity::VendorId(format!("8x8es:msg:{}", f.message_id));
     }
+    identity_of_event(name, key, id, msg).unwrap_or_else(|| Identity::ContentHash(canonical_json_hash(event)))
+}
+
+/// The event's own natural key, when it has one: one-shot events by their
+/// interaction, others by producer instance and sequence.
+fn identity_of_event(name: &str, key: &str, id: Identify, msg: &MsgInfo) -> Option<Identity> {
     match (id, msg.sequence_id) {
-        (Identify::OneShot, _) if !key.is_empty() => Identity::Natural(format!("8x8es:{name}:{key}")),
+        (Identify::OneShot, _) if !key.is_empty() => Some(Identity::Natural(format!("8x8es:{name}:{key}"))),
         (_, Some(seq)) => {
             let instance = msg.instance_id.as_deref().unwrap_or_default();
-            Identity::Natural(format!("8x8es:{name}:{key}:{instance}:{seq}"))
+            Some(Identity::Natural(format!("8x8es:{name}:{key}:{instance}:{seq}")))
         }
-        _ => Identity::ContentHash(canonical_json_hash(event)),
+        _ => None,
     }
 }
 

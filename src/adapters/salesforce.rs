@@ -296,7 +296,7 @@ impl Adapter for Salesforce {
             }
             Fields::AudioStats => events.extend(audio_stats(detail, &base)?),
         }
-        Ok(Normalized { vendor, vendor_event_type: event_type, identity, events, ignored: None })
+        Ok(Normalized { vendor, vendor_event_type: event_type, identity, aliases: Vec::new(), events, ignored: None })
     }
 }
 

@@ -411,6 +411,7 @@ impl Adapter for Xelion {
                     vendor,
                     vendor_event_type: row.name.to_string(),
                     identity,
+                    aliases: Vec::new(),
                     events: vec![draft],
                     ignored: None,
                 })
@@ -484,7 +485,14 @@ fn transfer(row: &Row, notification: Option<&Map<String, Value>>, identity: Iden
     draft.conversation_id =
         flow_conversation(scalar_text(n, "callerFlowId").or_else(|| scalar_text(n, "calleeFlowId")).as_deref());
     draft.attributes = attributes(n, &["callId"], "");
-    Normalized { vendor, vendor_event_type: row.name.to_string(), identity, events: vec![draft], ignored: None }
+    Normalized {
+        vendor,
+        vendor_event_type: row.name.to_string(),
+        identity,
+        aliases: Vec::new(),
+        events: vec![draft],
+        ignored: None,
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,10 @@ pub struct Normalized {
     pub vendor_event_type: String,
     /// Who this vendor event is, for deduplication and event ids.
     pub identity: Identity,
+    /// Other keys the same vendor event is known by: a delivery that matches
+    /// any of them is a duplicate too (an 8x8 event delivered on two
+    /// overlapping Pulsar topics has two `messageId`s but one inner identity).
+    pub aliases: Vec<Identity>,
     /// The canonical events; empty when `ignored` is set.
     pub events: Vec<EventDraft>,
     /// Why the payload produces no event (heartbeat, control frame, chat
@@ -37,6 +41,7 @@ impl Normalized {
             vendor,
             vendor_event_type: vendor_event_type.into(),
             identity,
+            aliases: Vec::new(),
             events: Vec::new(),
             ignored: Some(why.into()),
         }

@@ -110,6 +110,11 @@ pub fn plan(
             return Ok(Plan::duplicate(&entry, request_key, hit));
         }
     }
+    for alias in n.aliases.iter().filter(|a| !a.is_content_hash()) {
+        if let Some(entry) = live(view.dedup(tenant, &alias.key())?) {
+            return Ok(Plan::duplicate(&entry, request_key, "alias"));
+        }
+    }
     if n.ignored.is_some() {
         return Ok(Plan {
             outcome: IngestOutcome::Ignored,
@@ -179,7 +184,8 @@ pub fn plan(
         sequences: appended.iter().map(|(e, _)| e.sequence).collect(),
         created_at: now,
     };
-    let mut dedup_writes = vec![(identity_key, entry.clone())];
+    let mut dedup_writes: Vec<(String, DedupEntry)> =
+        std::iter::once(identity_key).chain(n.aliases.iter().map(|a| a.key())).map(|k| (k, entry.clone())).collect();
     if let Some(k) = request_key {
         dedup_writes.push((k, entry));
     }

@@ -148,3 +148,25 @@ async fn identical_content_recurring_later_in_a_call_gets_its_own_event_id() {
     assert_ne!(first.events[0].event_id, second.events[0].event_id);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_8x8_event_read_from_two_overlapping_topics_is_ingested_once() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    let frame: serde_json::Value =
+        serde_json::from_str(&fixture("8x8_event_streaming", "frame-interaction-created.json")).unwrap();
+    let first =
+        ingest.ingest(request(pb::Vendor::Vendor8x8EventStreaming, &frame.to_string())).await.unwrap().into_inner();
+    assert_eq!(first.outcome(), pb::IngestOutcome::Accepted);
+    // The same event on another topic: another Pulsar messageId, same inner event.
+    let mut other_topic = frame.clone();
+    other_topic["messageId"] = json!("CAQQBw==");
+    let again = ingest
+        .ingest(request(pb::Vendor::Vendor8x8EventStreaming, &other_topic.to_string()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.outcome(), pb::IngestOutcome::Duplicate);
+    assert_eq!(again.events, first.events);
+    server.stop().await.unwrap();
+}

@@ -226,6 +226,15 @@ impl Inner {
                 });
             }
         }
+        for alias in n.aliases.iter().filter(|a| !a.is_content_hash()) {
+            if let Some(entry) = live(self.dedup_get(tenant, &alias.key()).await?) {
+                if let Some(k) = &request_key {
+                    self.dedup_put(tenant, k, &entry).await?;
+                }
+                let records = self.records(&entry.sequences).await?;
+                return Ok(IngestResult { outcome: IngestOutcome::Duplicate, records, dedup_hit: Some("alias") });
+            }
+        }
         if n.ignored.is_some() {
             return Ok(IngestResult { outcome: IngestOutcome::Ignored, records: Vec::new(), dedup_hit: None });
         }
@@ -344,6 +353,9 @@ impl Inner {
             created_at: now,
         };
         self.dedup_put(tenant, &identity_key, &entry).await?;
+        for alias in &n.aliases {
+            self.dedup_put(tenant, &alias.key(), &entry).await?;
+        }
         if let Some(k) = &request_key {
             self.dedup_put(tenant, k, &entry).await?;
         }
