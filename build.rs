@@ -84,7 +84,7 @@ fn call_service() -> tonic_build::manual::Service {
         )
         .method(
             method("list_calls", "ListCalls", "super::ListCallsRequest", "super::ListCallsResponse", PROST)
-                .comment("Lists calls, newest first, with AIP-158 paging.")
+                .comment("Lists calls, most recently first seen first, with AIP-158 paging.")
                 .build(),
         )
         .build()

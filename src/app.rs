@@ -305,17 +305,27 @@ async fn retention_loop(store: Arc<dyn Store>, every: Duration, stop: Cancellati
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match store.prune(chrono::Utc::now()).await {
-            Ok(stats) if stats.events + stats.dedup_keys + stats.calls > 0 => {
-                tracing::info!(
-                    events = stats.events,
-                    dedup_keys = stats.dedup_keys,
-                    calls = stats.calls,
-                    "retention pass"
-                );
+        // Bounded steps, repeated while there is more, so ingest interleaves.
+        let mut total = crate::store::PruneStats::default();
+        loop {
+            match store.prune(chrono::Utc::now()).await {
+                Ok(stats) => {
+                    total.events += stats.events;
+                    total.dedup_keys += stats.dedup_keys;
+                    total.calls += stats.calls;
+                    if !stats.more || stop.is_cancelled() {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention pass failed");
+                    break;
+                }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+        }
+        if total.events + total.dedup_keys + total.calls > 0 {
+            tracing::info!(events = total.events, dedup_keys = total.dedup_keys, calls = total.calls, "retention pass");
         }
     }
 }

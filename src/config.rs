@@ -493,6 +493,19 @@ impl Config {
                 return bad("--nats-request-timeout must be positive");
             }
         }
+        let century = Duration::from_secs(100 * 365 * 24 * 3600);
+        for (name, d) in [
+            ("--dedup-window", Some(self.dedup_window)),
+            ("--retention-max-age", self.retention_max_age),
+            ("--correlation-window", Some(self.correlation_window)),
+        ] {
+            if d.is_some_and(|d| d > century) {
+                return bad(&format!("{name} must be at most 100 years"));
+            }
+        }
+        if self.retention_interval < Duration::from_secs(1) {
+            return bad("--retention-interval must be at least 1s");
+        }
         if self.subscriber_buffer == 0 {
             return bad("--subscriber-buffer must be at least 1");
         }

@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; more connections wait in the kernel's
+/// accept queue, so a connection flood cannot pile up tasks.
+const MAX_HANDSHAKES: usize = 512;
 
 /// The PEM files of the server's TLS identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,7 +193,7 @@ pub fn tls_incoming(
         let mut handshakes = JoinSet::new();
         loop {
             tokio::select! {
-                accepted = listener.accept() => match accepted {
+                accepted = listener.accept(), if handshakes.len() < MAX_HANDSHAKES => match accepted {
                     Ok((tcp, peer)) => {
                         let _ = tcp.set_nodelay(true);
                         let acceptor = TlsAcceptor::from(tls.current());

@@ -13,6 +13,20 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use serde_json::Value;
 
+/// The longest duration a vendor may report (ten years): anything longer is
+/// a broken value, and would not fit a `google.protobuf.Duration` sanely.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Vendor times outside 1970..2200 are broken values, not calls.
+fn plausible(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    (t.timestamp() >= 0 && t.timestamp() < 7_258_118_400).then_some(t)
+}
+
+/// A duration from seconds, if finite, non-negative and plausible.
+fn seconds_duration(f: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(f).ok().filter(|d| *d <= MAX_DURATION)
+}
+
 /// Any JSON scalar, as vendors mix them.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(untagged)]
@@ -122,8 +136,12 @@ pub fn opt_iso8601<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Ut
         None => Ok(None),
         Some(s) if s.trim().is_empty() => Ok(None),
         Some(s) => DateTime::parse_from_rfc3339(s.trim())
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|e| de::Error::custom(format!("expected an ISO 8601 timestamp, got {s:?}: {e}"))),
+            .map_err(|e| de::Error::custom(format!("expected an ISO 8601 timestamp, got {s:?}: {e}")))
+            .and_then(|t| {
+                plausible(t.with_timezone(&Utc))
+                    .map(Some)
+                    .ok_or_else(|| de::Error::custom(format!("timestamp {s:?} is outside 1970..2200")))
+            }),
     }
 }
 
@@ -138,8 +156,13 @@ pub fn opt_xelion_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTim
             ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
                 .iter()
                 .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
-                .map(|n| Some(Utc.from_utc_datetime(&n)))
-                .ok_or_else(|| de::Error::custom(format!("expected a UTC date `yyyy-MM-dd HH:mm:ss`, got {s:?}")))
+                .and_then(|n| plausible(Utc.from_utc_datetime(&n)))
+                .map(Some)
+                .ok_or_else(|| {
+                    de::Error::custom(format!(
+                        "expected a UTC date `yyyy-MM-dd HH:mm:ss` between 1970 and 2200, got {s:?}"
+                    ))
+                })
         }
     }
 }
@@ -149,11 +172,11 @@ pub fn opt_xelion_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTim
 pub fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     match Option::<Scalar>::deserialize(d)? {
         None => Ok(None),
-        Some(Scalar::Num(n)) => n
-            .as_f64()
-            .filter(|f| *f >= 0.0 && f.is_finite())
-            .map(|f| Some(Duration::from_secs_f64(f)))
-            .ok_or_else(|| de::Error::custom(format!("expected a duration in seconds, got {n}"))),
+        Some(Scalar::Num(n)) => {
+            n.as_f64().and_then(seconds_duration).map(Some).ok_or_else(|| {
+                de::Error::custom(format!("expected a duration in seconds (at most ten years), got {n}"))
+            })
+        }
         Some(Scalar::Str(s)) => parse_duration(&s).map_err(de::Error::custom),
         Some(Scalar::Bool(b)) => Err(de::Error::custom(format!("expected a duration, got {b}"))),
     }
@@ -179,23 +202,20 @@ pub fn parse_duration(s: &str) -> Result<Option<Duration>, String> {
             }
             secs = secs.checked_mul(60).and_then(|x| x.checked_add(v)).ok_or_else(bad)?;
         }
-        return Ok(Some(Duration::from_secs(secs)));
+        return Some(Duration::from_secs(secs)).filter(|d| *d <= MAX_DURATION).map(Some).ok_or_else(bad);
     }
     let f: f64 = t.parse().map_err(|_| bad())?;
-    if f < 0.0 || !f.is_finite() {
-        return Err(bad());
-    }
-    Ok(Some(Duration::from_secs_f64(f)))
+    seconds_duration(f).map(Some).ok_or_else(bad)
 }
 
-/// Epoch milliseconds as a time, if in range.
+/// Epoch milliseconds as a time, if plausible (1970..2200).
 pub fn millis(ms: u64) -> Option<DateTime<Utc>> {
-    Utc.timestamp_millis_opt(i64::try_from(ms).ok()?).single()
+    Utc.timestamp_millis_opt(i64::try_from(ms).ok()?).single().and_then(plausible)
 }
 
-/// Epoch seconds as a time, if in range.
+/// Epoch seconds as a time, if plausible (1970..2200).
 pub fn seconds(s: u64) -> Option<DateTime<Utc>> {
-    Utc.timestamp_opt(i64::try_from(s).ok()?, 0).single()
+    Utc.timestamp_opt(i64::try_from(s).ok()?, 0).single().and_then(plausible)
 }
 
 #[cfg(test)]
@@ -247,6 +267,15 @@ mod tests {
         assert_eq!(t(json!({"d": "75"})).unwrap().d, Some(Duration::from_secs(75)));
         assert_eq!(t(json!({"d": 12})).unwrap().d, Some(Duration::from_secs(12)));
         assert!(t(json!({"d": "00:99:00"})).is_err());
+    }
+
+    #[test]
+    fn absurd_durations_and_times_are_refused_not_panicked_on() {
+        assert!(t(json!({"d": 1e20})).is_err());
+        assert!(t(json!({"d": "1e19"})).is_err());
+        assert!(t(json!({"d": "99999999:00:00"})).is_err());
+        assert!(t(json!({"ms": "99999999999999999"})).is_err());
+        assert!(t(json!({"x": "9999-12-31 23:59:59"})).is_err());
     }
 
     #[test]

@@ -209,8 +209,35 @@ impl Normalizer {
                 tried: Vendor::ALL.iter().map(|v| self.adapter(*v).shape()).collect(),
             })?,
         };
-        self.adapter(vendor).normalize(&value, &ctx)
+        let n = self.adapter(vendor).normalize(&value, &ctx)?;
+        check_id_lengths(&n)?;
+        Ok(n)
     }
+}
+
+/// The longest id (call, conversation, agent, queue) a payload may carry.
+/// Ids end up in log subjects, keys and every event of the call; a vendor id
+/// longer than this is broken data, not an id.
+pub const MAX_ID_LEN: usize = 256;
+
+fn check_id_lengths(n: &Normalized) -> Result<(), AdapterError> {
+    let mut violations = Vec::new();
+    let mut check = |what: &str, id: &str| {
+        if id.len() > MAX_ID_LEN {
+            violations.push(FieldViolation::new("payload", format!("the {what} is longer than {MAX_ID_LEN} bytes")));
+        }
+    };
+    for d in &n.events {
+        if let Some(crate::domain::CallRef::Id(id)) = &d.call {
+            check("call id", id);
+        }
+        if let Some(c) = &d.conversation_id {
+            check("conversation id", c);
+        }
+        check("agent id", &d.agent_id);
+        check("queue id", &d.queue_id);
+    }
+    if violations.is_empty() { Ok(()) } else { Err(AdapterError::Invalid(violations)) }
 }
 
 /// Deserializes a typed vendor struct from a JSON value, reporting the JSON
@@ -254,6 +281,13 @@ mod tests {
         let sf = br#"{"type":"callended","detail":{"callId":"c1"}}"#;
         let err = normalizer().normalize(Some(Vendor::Xelion), sf, None).unwrap_err();
         assert_eq!(err, AdapterError::VendorMismatch { given: Vendor::Xelion, detected: Vendor::SalesforceVoice });
+    }
+
+    #[test]
+    fn an_absurdly_long_call_id_is_refused() {
+        let payload = format!(r#"{{"type":"hold","detail":{{"callId":"{}"}}}}"#, "/".repeat(2000));
+        let err = normalizer().normalize(Some(Vendor::SalesforceVoice), payload.as_bytes(), None).unwrap_err();
+        assert!(err.violations()[0].description.contains("call id"), "{err:?}");
     }
 
     #[test]

@@ -8,9 +8,10 @@
 //! * A repeat of the state the call is already in (hold while on hold,
 //!   connected while connected) is a duplicate, not a new event.
 //! * Lifecycle steps only move forward. An event that would move the call
-//!   backwards (a late `connected` after wrap-up) or that is older than what
-//!   the call has seen (vendor sequence or vendor time) is recorded with the
-//!   state unchanged and only fills gaps.
+//!   backwards (a late `connected` after wrap-up) is recorded with the state
+//!   unchanged and only fills gaps. An event older than what the call has
+//!   seen (vendor sequence or vendor time) never toggles hold or re-queues;
+//!   it may still move the call forward or end it.
 //! * Two steps may go back by design: ON_HOLD -> CONNECTED, and RINGING ->
 //!   QUEUED when an agent rejects an offer and the call is re-queued.
 
@@ -20,6 +21,32 @@ use super::draft::{CallFacts, EventDraft, VendorOrder};
 use super::model::{
     Call, CallEvent, CallOutcome, CallState, Detail, Direction, EventType, Party, Recording, RecordingState, Vendor,
 };
+
+/// Bounds on what one call accumulates. Every event carries the whole call,
+/// so an unbounded call would make each later event (and its fan-out)
+/// bigger; past these limits further items are dropped from the call (the
+/// events themselves still carry them).
+pub mod limits {
+    /// Notes kept on a call.
+    pub const NOTES: usize = 100;
+    /// Characters kept of each note on the call.
+    pub const NOTE_CHARS: usize = 4096;
+    /// Parties kept on a call.
+    pub const PARTIES: usize = 32;
+    /// Agent ids kept on a call.
+    pub const AGENTS: usize = 32;
+    /// Attributes kept on a call.
+    pub const ATTRIBUTES: usize = 128;
+    /// Characters kept of each attribute value on the call.
+    pub const ATTRIBUTE_CHARS: usize = 1024;
+}
+
+fn truncated(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
 
 /// Who and when, for one application of a draft.
 #[derive(Clone, Debug)]
@@ -128,11 +155,11 @@ pub fn apply(call: Option<Call>, call_id: &str, draft: &EventDraft, ctx: &ApplyC
         if matches!(step, Step::End) {
             repeat = !end_adds_information(&call, draft);
         }
-    } else if stale {
-        // Older than what the call has seen: keep the state.
-        if matches!(step, Step::Hold | Step::Unhold) {
-            repeat = true;
-        }
+    } else if stale && matches!(step, Step::Hold | Step::Unhold | Step::Requeue) {
+        // Older than what the call has seen: a toggle or a step back would
+        // undo newer news. Forward steps and the end still apply: they can
+        // only move the call on, and a late end must still end it.
+        repeat = !matches!(step, Step::Requeue);
     } else {
         match step {
             Step::Advance(target) => {
@@ -247,7 +274,8 @@ fn merge_info(call: &mut Call, draft: &EventDraft) -> bool {
     if let Some(Detail::Participant(p)) = &draft.detail {
         informative |= merge_party(&mut call.parties, p);
     }
-    if !draft.agent_id.is_empty() && !call.agent_ids.contains(&draft.agent_id) {
+    if !draft.agent_id.is_empty() && !call.agent_ids.contains(&draft.agent_id) && call.agent_ids.len() < limits::AGENTS
+    {
         call.agent_ids.push(draft.agent_id.clone());
         informative = true;
     }
@@ -259,7 +287,9 @@ fn merge_info(call: &mut Call, draft: &EventDraft) -> bool {
         call.media = draft.media;
     }
     for (k, v) in &draft.attributes {
-        call.attributes.insert(k.clone(), v.clone());
+        if call.attributes.len() < limits::ATTRIBUTES || call.attributes.contains_key(k) {
+            call.attributes.insert(k.clone(), truncated(v, limits::ATTRIBUTE_CHARS));
+        }
     }
     informative
 }
@@ -268,9 +298,11 @@ fn merge_party(parties: &mut Vec<Party>, p: &Party) -> bool {
     if let Some(existing) = parties.iter_mut().find(|e| e.same_as(p)) {
         existing.absorb(p);
         false
-    } else {
+    } else if parties.len() < limits::PARTIES {
         parties.push(p.clone());
         true
+    } else {
+        false
     }
 }
 
@@ -303,8 +335,9 @@ fn apply_effects(call: &mut Call, draft: &EventDraft, before: CallState, when: D
         EventType::NoteAdded => {
             if let Some(Detail::Note { text, .. }) = &draft.detail
                 && !text.is_empty()
+                && call.notes.len() < limits::NOTES
             {
-                call.notes.push(text.clone());
+                call.notes.push(truncated(text, limits::NOTE_CHARS));
             }
         }
         _ => {}
@@ -333,7 +366,7 @@ fn apply_effects(call: &mut Call, draft: &EventDraft, before: CallState, when: D
         call.hold_count += 1;
         call.hold_started_at = Some(when);
     } else if !now_on_hold && let Some(start) = call.hold_started_at.take() {
-        call.total_hold += (when - start).to_std().unwrap_or_default();
+        call.total_hold = call.total_hold.saturating_add((when - start).to_std().unwrap_or_default());
     }
     call.on_hold = now_on_hold;
     if call.state == CallState::Connected || call.state == CallState::OnHold {
@@ -404,8 +437,9 @@ fn merge_facts(call: &mut Call, f: &CallFacts) {
     set(&mut call.disposition, &f.disposition);
     set(&mut call.end_reason, &f.end_reason);
     for n in &f.notes {
-        if !n.is_empty() && !call.notes.contains(n) {
-            call.notes.push(n.clone());
+        let n = truncated(n, limits::NOTE_CHARS);
+        if !n.is_empty() && !call.notes.contains(&n) && call.notes.len() < limits::NOTES {
+            call.notes.push(n);
         }
     }
     if f.outcome.is_some() {
@@ -615,6 +649,36 @@ mod tests {
         let (states, call) = run(&[connect, hold, unhold, old_hold]);
         assert_eq!(states, vec![Some(Connected), Some(OnHold), Some(Connected), None]);
         assert_eq!(call.state, Connected);
+    }
+
+    #[test]
+    fn a_stale_end_still_ends_the_call() {
+        let order = |n| Some(VendorOrder { scope: "i1".into(), position: n });
+        let mut connect = draft(CallConnected);
+        connect.order = order(10);
+        let mut left = draft(ParticipantLeft);
+        left.order = order(20);
+        let mut end = draft(CallEnded);
+        end.order = order(19);
+        let (states, call) = run(&[connect, left, end]);
+        assert_eq!(states, vec![Some(Connected), Some(Connected), Some(Ended)]);
+        assert_eq!(call.outcome, Some(CallOutcome::Completed));
+    }
+
+    #[test]
+    fn a_call_keeps_a_bounded_number_of_notes() {
+        let notes: Vec<EventDraft> = (0..limits::NOTES + 20)
+            .map(|i| {
+                let mut d = draft(NoteAdded);
+                d.detail =
+                    Some(Detail::Note { text: format!("note {i} {}", "x".repeat(10_000)), author: String::new() });
+                d
+            })
+            .collect();
+        let (_, call) = run(&notes);
+        assert_eq!(call.notes.len(), limits::NOTES);
+        assert!(call.notes.iter().all(|n| n.chars().count() <= limits::NOTE_CHARS));
+        assert_eq!(call.call_sequence as usize, limits::NOTES + 20, "the events are all recorded");
     }
 
     #[test]

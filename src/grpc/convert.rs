@@ -26,8 +26,12 @@ pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     Utc.timestamp_opt(t.seconds, t.nanos as u32).single()
 }
 
+/// The largest `google.protobuf.Duration` (10,000 years).
+const MAX_DURATION_SECONDS: u64 = 315_576_000_000;
+
 fn duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    let seconds = d.as_secs().min(MAX_DURATION_SECONDS) as i64;
+    prost_types::Duration { seconds, nanos: d.subsec_nanos() as i32 }
 }
 
 /// A std duration for a protobuf duration; `None` when negative or invalid.

@@ -32,8 +32,11 @@ fn query_hash(tenant: &TenantId, q: &CallQuery) -> String {
 impl Services {
     /// One call of the tenant.
     pub async fn get_call(&self, tenant: &TenantId, call_id: &str) -> Result<Call, ServiceError> {
-        if call_id.is_empty() {
-            return Err(ServiceError::invalid("call_id", "must not be empty"));
+        if call_id.is_empty() || call_id.len() > crate::adapters::MAX_ID_LEN {
+            return Err(ServiceError::invalid(
+                "call_id",
+                format!("must be 1 to {} bytes", crate::adapters::MAX_ID_LEN),
+            ));
         }
         self.store.get_call(tenant, call_id).await?.ok_or_else(|| ServiceError::NotFound(format!("call {call_id:?}")))
     }

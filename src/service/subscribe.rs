@@ -108,6 +108,7 @@ impl Services {
             live = Some(hub.subscribe(tenant.as_str(), filter.clone()));
             snap = Some(store.snapshot(&tenant).await?);
         }
+        let from_beginning = spec.start == Start::FromBeginning;
         let cursor = match spec.start {
             Start::Live => match &snap {
                 Some(s) => s.as_of,
@@ -142,6 +143,8 @@ impl Services {
             let mut cursor = cursor;
             let mut ticks = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let mut sent_any = false;
+            let mut last_beat = Instant::now();
             loop {
                 // Replay until the log is exhausted with a live feed in place.
                 loop {
@@ -151,6 +154,12 @@ impl Services {
                     }
                     let records = match store.read(&tenant, cursor, batch).await {
                         Ok(r) => r,
+                        // "The oldest available" moved on before anything was
+                        // sent: start at the new oldest.
+                        Err(StoreError::CursorExpired { oldest }) if from_beginning && !sent_any => {
+                            cursor = oldest.saturating_sub(1);
+                            continue;
+                        }
                         Err(e) => {
                             yield Err(e);
                             return;
@@ -163,8 +172,16 @@ impl Services {
                         }
                         cursor = r.sequence;
                         if filter.matches(&r.meta) {
+                            sent_any = true;
                             yield Ok(update(&r));
                         }
+                    }
+                    // A long, filtered replay still sends a fresh cursor now
+                    // and then, so load balancers and watchdogs see traffic
+                    // and a reconnect resumes from here.
+                    if last_beat.elapsed() >= heartbeat {
+                        last_beat = Instant::now();
+                        yield Ok(checkpoint(cursor, pb::CheckpointReason::Heartbeat));
                     }
                     if !short {
                         continue;

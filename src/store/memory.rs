@@ -172,7 +172,7 @@ impl Store for MemoryStore {
         let max_age = self.opts.retention_max_age.and_then(|a| chrono::Duration::from_std(a).ok());
         let over = |inner: &Inner| self.opts.retention_max_events.is_some_and(|m| inner.events.len() as u64 > m);
         while let Some(front) = inner.events.front() {
-            let old = max_age.is_some_and(|a| front.received_at < now - a);
+            let old = max_age.and_then(|a| now.checked_sub_signed(a)).is_some_and(|oldest| front.received_at < oldest);
             if !old && !over(&inner) {
                 break;
             }
@@ -182,9 +182,9 @@ impl Store for MemoryStore {
             inner.pruned_through_time = Some(inner.pruned_through_time.map_or(t, |p| p.max(t)));
             stats.events += 1;
         }
-        let window = chrono::Duration::from_std(self.opts.dedup_window).unwrap_or(chrono::Duration::MAX);
+        let oldest = chrono::Duration::from_std(self.opts.dedup_window).ok().and_then(|w| now.checked_sub_signed(w));
         let before = inner.dedup.len();
-        inner.dedup.retain(|_, e| e.created_at >= now - window);
+        inner.dedup.retain(|_, e| oldest.is_none_or(|o| e.created_at >= o));
         stats.dedup_keys = (before - inner.dedup.len()) as u64;
         let pruned = inner.pruned_through;
         let before = inner.calls.len();

@@ -200,6 +200,8 @@ pub struct PruneStats {
     pub dedup_keys: u64,
     /// Ended calls removed.
     pub calls: u64,
+    /// More is due: call again (retention runs in bounded steps).
+    pub more: bool,
 }
 
 /// Store failures that callers branch on.

@@ -77,6 +77,7 @@ CREATE TABLE IF NOT EXISTS calls (
     PRIMARY KEY (tenant, call_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS calls_by_start ON calls (tenant, first_seq);
+CREATE INDEX IF NOT EXISTS calls_ended ON calls (last_seq) WHERE state = 'ENDED';
 CREATE INDEX IF NOT EXISTS calls_by_correlation ON calls (tenant, correlation_key, last_seq) WHERE correlation_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS dedup (
     tenant TEXT NOT NULL,
@@ -435,7 +436,11 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Close(tx)).is_ok() {
+        let commands = self.commands.clone();
+        // The queue may be full: wait for room off the async runtime.
+        let sent =
+            tokio::task::spawn_blocking(move || commands.send(Command::Close(tx)).is_ok()).await.unwrap_or(false);
+        if sent {
             let _ = rx.await;
         }
         let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -603,7 +608,10 @@ impl Writer {
         let started = std::time::Instant::now();
         let first_seq = self.next_seq;
         let mut pending = Pending::default();
-        let outcome = self.write_group(&group, &mut pending);
+        // A panic while planning (a bug) must fail this group, not kill the
+        // writer: the transaction rolls back as it unwinds.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.write_group(&group, &mut pending)))
+            .unwrap_or_else(|_| Err(StoreError::Backend("the writer panicked while planning this group".into())));
         match outcome {
             Ok(results) => {
                 self.shared.healthy.store(true, Ordering::Release);
@@ -731,54 +739,66 @@ impl Writer {
         Ok(out)
     }
 
+    /// One retention step: at most [`PRUNE_CHUNK`] events (so queued ingests
+    /// never wait long behind it; the retention loop repeats while there is
+    /// more), ended calls whose events are gone, and expired dedup keys.
     fn prune(&mut self, now: DateTime<Utc>) -> Result<PruneStats, StoreError> {
         let mut stats = PruneStats::default();
         let last = self.next_seq - 1;
         let mut cutoff: u64 = 0;
-        if let Some(age) = self.opts.retention_max_age.and_then(|a| chrono::Duration::from_std(a).ok()) {
-            let by_age: Option<i64> = self.conn.query_row(
-                "SELECT max(seq) FROM events WHERE received_at < ?1",
-                [micros(now - age)],
-                |r| r.get(0),
-            )?;
+        if let Some(oldest) = self
+            .opts
+            .retention_max_age
+            .and_then(|a| chrono::Duration::from_std(a).ok())
+            .and_then(|a| now.checked_sub_signed(a))
+        {
+            let by_age: Option<i64> =
+                self.conn
+                    .query_row("SELECT max(seq) FROM events WHERE received_at < ?1", [micros(oldest)], |r| r.get(0))?;
             cutoff = cutoff.max(by_age.unwrap_or(0) as u64);
         }
         if let Some(max) = self.opts.retention_max_events {
             cutoff = cutoff.max(last.saturating_sub(max));
         }
-        let pruned_through = self.shared.bounds.lock().unwrap_or_else(|p| p.into_inner()).pruned_through;
-        if cutoff > pruned_through {
-            let mut from = pruned_through;
-            while from < cutoff {
-                let to = (from + PRUNE_CHUNK).min(cutoff);
-                let tx = self.conn.transaction()?;
-                let newest: Option<i64> = tx.query_row(
-                    "SELECT max(received_at) FROM events WHERE seq > ?1 AND seq <= ?2",
-                    [from as i64, to as i64],
-                    |r| r.get(0),
-                )?;
-                stats.events +=
-                    tx.execute("DELETE FROM events WHERE seq > ?1 AND seq <= ?2", [from as i64, to as i64])? as u64;
-                meta_set(&tx, "pruned_through", &to.to_string())?;
-                let mut b = *self.shared.bounds.lock().unwrap_or_else(|p| p.into_inner());
-                b.pruned_through = to;
-                if let Some(t) = newest.map(from_micros) {
-                    b.pruned_through_time = Some(b.pruned_through_time.map_or(t, |p| p.max(t)));
-                    meta_set(&tx, "pruned_through_time", &micros(b.pruned_through_time.unwrap_or(t)).to_string())?;
-                }
-                tx.commit()?;
-                *self.shared.bounds.lock().unwrap_or_else(|p| p.into_inner()) = b;
-                from = to;
+        let before = *self.shared.bounds.lock().unwrap_or_else(|p| p.into_inner());
+        if cutoff > before.pruned_through {
+            let (from, to) = (before.pruned_through, (before.pruned_through + PRUNE_CHUNK).min(cutoff));
+            let tx = self.conn.transaction()?;
+            let newest: Option<i64> = tx.query_row(
+                "SELECT max(received_at) FROM events WHERE seq > ?1 AND seq <= ?2",
+                [from as i64, to as i64],
+                |r| r.get(0),
+            )?;
+            stats.events =
+                tx.execute("DELETE FROM events WHERE seq > ?1 AND seq <= ?2", [from as i64, to as i64])? as u64;
+            let mut after = before;
+            after.pruned_through = to;
+            if let Some(t) = newest.map(from_micros) {
+                after.pruned_through_time = Some(after.pruned_through_time.map_or(t, |p| p.max(t)));
             }
-            stats.calls = self.conn.execute(
+            meta_set(&tx, "pruned_through", &to.to_string())?;
+            if let Some(t) = after.pruned_through_time {
+                meta_set(&tx, "pruned_through_time", &micros(t).to_string())?;
+            }
+            stats.calls = tx.execute(
                 "DELETE FROM calls WHERE state = ?1 AND last_seq <= ?2",
-                params![CallState::Ended.name(), cutoff as i64],
+                params![CallState::Ended.name(), to as i64],
             )? as u64;
-            self.cache.calls.retain(|_, c| c.state.is_active() || c.last_sequence > cutoff);
+            // Readers re-check the bounds after reading: publish the new floor
+            // before the rows disappear, so a racing read reports the cursor
+            // expired instead of returning rows with a silent gap.
+            *self.shared.bounds.lock().unwrap_or_else(|p| p.into_inner()) = after;
+            if let Err(e) = tx.commit() {
+                *self.shared.bounds.lock().unwrap_or_else(|p| p.into_inner()) = before;
+                return Err(e.into());
+            }
+            self.cache.calls.retain(|_, c| c.state.is_active() || c.last_sequence > to);
+            stats.more = to < cutoff;
         }
-        if let Ok(window) = chrono::Duration::from_std(self.opts.dedup_window) {
-            stats.dedup_keys =
-                self.conn.execute("DELETE FROM dedup WHERE created_at < ?1", [micros(now - window)])? as u64;
+        if let Some(oldest) =
+            chrono::Duration::from_std(self.opts.dedup_window).ok().and_then(|w| now.checked_sub_signed(w))
+        {
+            stats.dedup_keys = self.conn.execute("DELETE FROM dedup WHERE created_at < ?1", [micros(oldest)])? as u64;
         }
         Ok(stats)
     }

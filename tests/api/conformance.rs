@@ -238,6 +238,21 @@ async fn an_expired_cursor_is_refused(kind: Kind) {
     assert_eq!(rest.iter().map(|r| r.sequence).collect::<BTreeSet<_>>(), (6..=10).collect());
 }
 
+/// A call whose earlier events left retention (by count) still takes events.
+async fn a_call_outlives_its_retained_events(kind: Kind) {
+    let opts = StoreOptions { retention_max_events: Some(3), ..StoreOptions::default() };
+    let b = backend(kind, opts).await;
+    ingest(&b.store, sf_batch("t", "callconnected", "long")).await;
+    for i in 0..6 {
+        ingest(&b.store, sf_batch("t", "callstarted", &format!("other{i}"))).await;
+    }
+    b.store.prune(Utc::now()).await.unwrap();
+    let (o, seqs) = ingest(&b.store, sf_batch("t", "hold", "long")).await;
+    assert_eq!((o, seqs.len()), (IngestOutcome::Accepted, 1));
+    let call = b.store.get_call(&tenant("t"), "sf:long").await.unwrap().unwrap();
+    assert_eq!((call.call_sequence, call.on_hold), (2, true));
+}
+
 async fn suite(kind: Kind) {
     for check in 0..7 {
         let b = backend(kind, StoreOptions::default()).await;
@@ -256,6 +271,7 @@ async fn suite(kind: Kind) {
         }
     }
     an_expired_cursor_is_refused(kind).await;
+    a_call_outlives_its_retained_events(kind).await;
 }
 
 #[tokio::test]

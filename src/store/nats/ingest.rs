@@ -70,22 +70,25 @@ impl Inner {
 
     /// Brings a call's KV state up to the last message of its subject (after
     /// a replica died between appending and saving). Returns the call.
-    pub(super) async fn repair(&self, tenant: &TenantId, call_id: &str) -> Result<Option<(Call, u64)>, StoreError> {
+    ///
+    /// Returns the sequence of the subject's last message (0 when retention
+    /// removed them all), which is what the next append must expect: the
+    /// call's state may outlive its messages.
+    pub(super) async fn repair(&self, tenant: &TenantId, call_id: &str) -> Result<u64, StoreError> {
         let subject = subjects::call_subject(&self.nats.subject_prefix, tenant.as_str(), call_id);
         let last = match self.stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => None,
+            Ok(m) => m,
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => return Ok(0),
             Err(e) => return Err(unavailable(e)),
         };
         let current = self.call_entry(tenant, call_id).await?;
-        let Some(msg) = last else { return Ok(current) };
-        let (_, call) = self.to_record(msg.sequence, &msg.payload, Some(&msg.headers))?;
-        let Some(call) = call else { return Ok(current) };
-        if current.as_ref().is_some_and(|(c, _)| c.last_sequence >= call.last_sequence) {
-            return Ok(current);
+        let (_, call) = self.to_record(last.sequence, &last.payload, Some(&last.headers))?;
+        if let Some(call) = call
+            && current.as_ref().is_none_or(|(c, _)| c.last_sequence < call.last_sequence)
+        {
+            self.save_call(&call, current.map(|(_, rev)| rev)).await?;
         }
-        self.save_call(&call, current.map(|(_, rev)| rev)).await?;
-        self.call_entry(tenant, call_id).await
+        Ok(last.sequence)
     }
 
     pub(super) async fn correlated(
@@ -268,6 +271,9 @@ impl Inner {
                 continue;
             };
             let mut done = false;
+            // What the call's subject ends at, when known better than the
+            // call state says (after a repair).
+            let mut subject_last: Option<u64> = None;
             for _ in 0..MAX_ATTEMPTS {
                 let (call_id, current) = self.resolve(tenant, call_ref, draft.event_type, &batch).await?;
                 if n.identity.is_content_hash() {
@@ -275,7 +281,8 @@ impl Inner {
                     ctx.event_id =
                         event_id(tenant.as_str(), n.vendor, &format!("{identity_key}@{at}"), draft.event_type, index);
                 }
-                let expected = current.as_ref().map_or(0, |(c, _)| c.last_sequence);
+                let expected =
+                    subject_last.take().unwrap_or_else(|| current.as_ref().map_or(0, |(c, _)| c.last_sequence));
                 let revision = current.as_ref().map(|(_, r)| *r);
                 let (mut event, mut call) = match lifecycle::apply(current.map(|(c, _)| c), &call_id, draft, &ctx) {
                     Applied::Duplicate => {
@@ -298,14 +305,15 @@ impl Inner {
                 let payload = convert::encode_update(&event, Some(&call));
                 match self.publish(subject, payload.clone(), &event.event_id, &book, Some(expected)).await? {
                     None => {
-                        // Another replica appended to this call: catch up and re-apply.
-                        self.repair(tenant, &call_id).await?;
+                        // Another replica appended to this call (or retention
+                        // removed its messages): catch up and re-apply.
+                        subject_last = Some(self.repair(tenant, &call_id).await?);
                         continue;
                     }
                     Some(ack) if ack.duplicate => {
-                        // Already logged (a concurrent or earlier delivery).
-                        let (record, _) = self.to_record(ack.sequence, &payload, None)?;
-                        existing.push(record);
+                        // Already logged (a concurrent or earlier delivery):
+                        // answer with what the log holds.
+                        existing.extend(self.records(&[ack.sequence]).await?);
                         self.repair(tenant, &call_id).await?;
                     }
                     Some(ack) => {

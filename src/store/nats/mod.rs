@@ -321,7 +321,9 @@ impl Inner {
         let mut messages = consumer.messages().await.map_err(unavailable)?;
         let mut out = Vec::with_capacity(want);
         while out.len() < want {
-            let next = tokio::time::timeout(self.nats.request_timeout, messages.next()).await.map_err(unavailable)?;
+            // A message that does not come was removed by retention meanwhile:
+            // stop, and let the check below tell.
+            let Ok(next) = tokio::time::timeout(self.nats.request_timeout, messages.next()).await else { break };
             match next {
                 Some(Ok(msg)) => {
                     let seq = msg.info().map_err(unavailable)?.stream_sequence;
@@ -336,6 +338,12 @@ impl Inner {
         tokio::spawn(async move {
             let _ = stream.delete_consumer(&info.name).await;
         });
+        // Retention may have removed events after `after` while the consumer
+        // was created: it would have skipped them silently.
+        let first = self.info().await?.state.first_sequence;
+        if first.saturating_sub(1) > after {
+            return Err(StoreError::CursorExpired { oldest: first });
+        }
         Ok(out)
     }
 }

@@ -10,8 +10,17 @@
 
 use crate::domain::identity::short_hash;
 
-/// Escapes one subject or key token.
+/// Escaped tokens longer than this are replaced by a hash, so no id can make
+/// a NATS command line exceed the server's limit (4 KiB by default).
+const MAX_TOKEN: usize = 200;
+
+/// Escapes one subject or key token (a hash for over-long ones).
 pub fn escape(s: &str) -> String {
+    let out = escape_all(s);
+    if out.len() > MAX_TOKEN { format!("h={}", short_hash(&[s.as_bytes()])) } else { out }
+}
+
+fn escape_all(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
@@ -66,6 +75,13 @@ mod tests {
         assert_eq!(escape("xelion:SIP/wes-000001d8"), "xelion=3ASIP=2Fwes-000001d8");
         assert_eq!(escape("a>b*c d"), "a=3Eb=2Ac=20d");
         assert_eq!(escape("a=b"), "a=3Db", "the escape character itself is escaped");
+    }
+
+    #[test]
+    fn over_long_tokens_become_a_hash() {
+        let t = escape(&"/".repeat(1000));
+        assert!(t.starts_with("h=") && t.len() < 64, "{t}");
+        assert_ne!(t, escape(&"/".repeat(1001)));
     }
 
     #[test]
