@@ -208,6 +208,8 @@ impl App {
         }
         services.store.close().await?;
         tracing::info!("stopped");
+        #[cfg(feature = "otlp")]
+        telemetry::otlp::flush();
         Ok(())
     }
 }

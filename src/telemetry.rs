@@ -65,8 +65,18 @@ pub mod otlp {
             .build();
         opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
         let tracer = provider.tracer("switchboard");
+        let _ = PROVIDER.set(provider.clone());
         opentelemetry::global::set_tracer_provider(provider);
         Ok(tracing_opentelemetry::layer().with_tracer(tracer))
+    }
+
+    static PROVIDER: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> = std::sync::OnceLock::new();
+
+    /// Exports the spans still buffered (at shutdown, and in tests).
+    pub fn flush() {
+        if let Some(p) = PROVIDER.get() {
+            let _ = p.force_flush();
+        }
     }
 }
 
