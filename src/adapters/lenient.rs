@@ -28,8 +28,7 @@ fn seconds_duration(f: f64) -> Option<Duration> {
 }
 
 /// Any JSON scalar, as vendors mix them.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Scalar {
     /// A string.
     Str(String),
@@ -37,6 +36,40 @@ pub enum Scalar {
     Num(serde_json::Number),
     /// A boolean.
     Bool(bool),
+}
+
+/// Read by a direct visitor rather than `#[serde(untagged)]`, which buffers
+/// the value and tries each variant: this reader runs for most vendor fields
+/// and dominated normalization time.
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Num(v.into()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Num(v.into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                serde_json::Number::from_f64(v).map(Scalar::Num).ok_or_else(|| E::custom("a finite number"))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Scalar {
