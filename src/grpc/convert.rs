@@ -242,9 +242,29 @@ pub fn encode_update(event: &CallEvent, call_after: Option<&Call>) -> Bytes {
     Bytes::from(update.encode_to_vec())
 }
 
-/// Decodes the event of a stored `CallUpdate`.
+/// Decodes the event of a stored `CallUpdate`, skipping the call (the
+/// bigger half, which an Ingest response does not carry). Repeated `event`
+/// fields merge, as protobuf requires (see [`sequence_suffix`]).
 pub fn decode_event(update: &[u8]) -> Result<pb::CallEvent, prost::DecodeError> {
-    Ok(pb::CallUpdate::decode(update)?.event.unwrap_or_default())
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    let mut event = pb::CallEvent::default();
+    let mut buf = update;
+    while !buf.is_empty() {
+        let (field, wire) = decode_key(&mut buf)?;
+        if wire != WireType::LengthDelimited {
+            return Err(prost::DecodeError::new("unexpected wire type in CallUpdate"));
+        }
+        let len = usize::try_from(decode_varint(&mut buf)?).map_err(|_| prost::DecodeError::new("length overflow"))?;
+        if len > buf.len() {
+            return Err(prost::DecodeError::new("truncated CallUpdate"));
+        }
+        let (value, rest) = buf.split_at(len);
+        if field == 1 {
+            event.merge(value)?;
+        }
+        buf = rest;
+    }
+    Ok(event)
 }
 
 #[cfg(test)]
@@ -266,6 +286,19 @@ mod tests {
         let (e, c) = (u.event.unwrap(), u.call.unwrap());
         assert_eq!((e.sequence, e.call_id.as_str(), e.call_sequence), (42, "sf:x", 3));
         assert_eq!((c.last_sequence, c.call_sequence), (42, 3));
+    }
+
+    #[test]
+    fn decoding_the_event_alone_matches_decoding_the_whole_update() {
+        let update = pb::CallUpdate {
+            event: Some(pb::CallEvent { call_id: "sf:x".into(), sequence: 9, ..Default::default() }),
+            call: Some(pb::Call { call_id: "sf:x".into(), ..Default::default() }),
+        };
+        let mut bytes = update.encode_to_vec();
+        assert_eq!(decode_event(&bytes).unwrap(), update.event.clone().unwrap());
+        bytes.extend(sequence_suffix(42, true));
+        assert_eq!(decode_event(&bytes).unwrap().sequence, 42);
+        assert!(decode_event(&[0x0a, 0x05, 0x01]).is_err());
     }
 
     #[test]
