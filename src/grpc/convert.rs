@@ -242,21 +242,32 @@ pub fn encode_update(event: &CallEvent, call_after: Option<&Call>) -> Bytes {
     Bytes::from(update.encode_to_vec())
 }
 
+/// A stored `CallUpdate` that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeUpdateError {
+    /// prost refused a field.
+    #[error(transparent)]
+    Prost(#[from] prost::DecodeError),
+    /// The framing is wrong.
+    #[error("malformed CallUpdate: {0}")]
+    Malformed(&'static str),
+}
+
 /// Decodes the event of a stored `CallUpdate`, skipping the call (the
 /// bigger half, which an Ingest response does not carry). Repeated `event`
 /// fields merge, as protobuf requires (see [`sequence_suffix`]).
-pub fn decode_event(update: &[u8]) -> Result<pb::CallEvent, prost::DecodeError> {
+pub fn decode_event(update: &[u8]) -> Result<pb::CallEvent, DecodeUpdateError> {
     use prost::encoding::{WireType, decode_key, decode_varint};
     let mut event = pb::CallEvent::default();
     let mut buf = update;
     while !buf.is_empty() {
         let (field, wire) = decode_key(&mut buf)?;
         if wire != WireType::LengthDelimited {
-            return Err(prost::DecodeError::new("unexpected wire type in CallUpdate"));
+            return Err(DecodeUpdateError::Malformed("unexpected wire type"));
         }
-        let len = usize::try_from(decode_varint(&mut buf)?).map_err(|_| prost::DecodeError::new("length overflow"))?;
+        let len = usize::try_from(decode_varint(&mut buf)?).map_err(|_| DecodeUpdateError::Malformed("length overflow"))?;
         if len > buf.len() {
-            return Err(prost::DecodeError::new("truncated CallUpdate"));
+            return Err(DecodeUpdateError::Malformed("truncated"));
         }
         let (value, rest) = buf.split_at(len);
         if field == 1 {
