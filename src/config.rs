@@ -136,6 +136,11 @@ pub struct ServeArgs {
     /// Burst allowance of the rate limit [default: twice the rate].
     #[arg(long, env = "SWITCHBOARD_RATE_LIMIT_BURST", value_name = "N")]
     pub rate_limit_burst: Option<f64>,
+    /// Also serve switchboard.bench.v1.BenchService, the no-op baselines
+    /// that `switchboard-load` and `scripts/bench` measure against. For
+    /// benchmarks only; leave it off in production [default: off].
+    #[arg(long, env = "SWITCHBOARD_ENABLE_BENCH_SERVICE")]
+    pub enable_bench_service: bool,
     /// Validate the configuration, print it, and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -185,6 +190,7 @@ struct FileConfig {
     max_subscribers_per_tenant: Option<usize>,
     rate_limit_per_second: Option<f64>,
     rate_limit_burst: Option<f64>,
+    enable_bench_service: Option<bool>,
 }
 
 /// The resolved configuration of a server.
@@ -248,6 +254,8 @@ pub struct Config {
     pub rate_limit_per_second: f64,
     /// Rate-limit burst.
     pub rate_limit_burst: f64,
+    /// Serve the benchmark baselines (`switchboard.bench.v1.BenchService`).
+    pub enable_bench_service: bool,
 }
 
 impl Config {
@@ -289,6 +297,7 @@ impl Default for Config {
             max_subscribers_per_tenant: 10_000,
             rate_limit_per_second: 0.0,
             rate_limit_burst: 0.0,
+            enable_bench_service: false,
         }
     }
 }
@@ -375,6 +384,7 @@ impl Config {
                 .unwrap_or(d.max_subscribers_per_tenant),
             rate_limit_per_second: args.rate_limit_per_second.or(file.rate_limit_per_second).unwrap_or(0.0),
             rate_limit_burst: 0.0,
+            enable_bench_service: args.enable_bench_service || file.enable_bench_service.unwrap_or(false),
         };
         let mut cfg = cfg;
         cfg.rate_limit_burst =
