@@ -41,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".switchboard.v1.IngestRequest.payload")
         .bytes(".switchboard.bench.v1.NoopRequest.payload")
         .bytes(".switchboard.bench.v1.NoopPublishRequest.update")
+        .bytes(".switchboard.bench.v1.NoopSubscribeRequest.replay_update")
         .compile_fds(fds)?;
 
     tonic_build::manual::Builder::new().build_client(false).compile(&[

@@ -17,7 +17,7 @@ use futures_util::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::wire::EncodedResponse;
+use super::wire::{self, EncodedResponse};
 use crate::domain::{EventFilter, EventMeta};
 use crate::hub::Hub;
 use crate::proto::bench::v1 as pb;
@@ -86,15 +86,24 @@ impl pb::bench_service_server::BenchService for BenchApi {
 
     async fn noop_subscribe(
         &self,
-        _request: Request<pb::NoopSubscribeRequest>,
+        request: Request<pb::NoopSubscribeRequest>,
     ) -> Result<Response<Self::NoopSubscribeStream>, Status> {
+        let req = request.into_inner();
+        let replay = EncodedResponse(wire::update_frame(&req.replay_update));
         let mut feed = self.inner.hub.subscribe(TENANT, self.inner.filter.clone());
         let shutdown = self.inner.shutdown.clone();
         let stream = async_stream::stream! {
+            for _ in 0..req.replay_count {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                yield Ok(replay.clone());
+            }
+            let mut cancelled = std::pin::pin!(shutdown.cancelled());
             loop {
                 let next = tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => return,
+                    _ = &mut cancelled => return,
                     r = feed.recv() => r,
                 };
                 match next {

@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use bytes::{BufMut, Bytes};
 use prost::Message;
 use tonic::Status;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use crate::proto::v1 as pb;
 
@@ -72,6 +72,15 @@ impl<Req: Message + Default + Send + 'static> Codec for EncodedCodec<Req> {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RawEncoder;
 
+/// Initial encode buffer of a stream. tonic's default (8 KiB per RPC,
+/// allocated when the stream opens) costs each idle subscriber a resident
+/// page; frames are a few hundred bytes to 2 KB and the buffer grows when a
+/// burst needs it.
+const STREAM_BUFFER_BYTES: usize = 1024;
+/// Encoded frames gathered into one HTTP/2 write before yielding (tonic's
+/// default).
+const STREAM_YIELD_BYTES: usize = 32 * 1024;
+
 impl Encoder for RawEncoder {
     type Item = EncodedResponse;
     type Error = Status;
@@ -79,6 +88,10 @@ impl Encoder for RawEncoder {
     fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
         dst.put_slice(&item.0);
         Ok(())
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(STREAM_BUFFER_BYTES, STREAM_YIELD_BYTES)
     }
 }
 
