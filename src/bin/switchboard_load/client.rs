@@ -103,11 +103,6 @@ impl Requests {
         &self.fixtures[(n % self.fixtures.len() as u64) as usize]
     }
 
-    /// The fixtures.
-    pub fn fixtures(&self) -> &[Fixture] {
-        &self.fixtures
-    }
-
     /// A frame body for the baselines: update `n` of the captured ones with
     /// `sequence` and the send time in its `traceparent` attribute, encoded as
     /// a `SubscribeResponse { update }` when `framed`, else as a `CallUpdate`.

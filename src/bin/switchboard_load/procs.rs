@@ -98,8 +98,6 @@ pub struct Server {
     pub grpc: SocketAddr,
     /// Metrics address.
     pub metrics: SocketAddr,
-    /// The data directory (sqlite).
-    pub data_dir: PathBuf,
     _log: std::thread::JoinHandle<()>,
 }
 
@@ -168,7 +166,7 @@ impl Server {
             .trim_end_matches(')')
             .parse()
             .with_context(|| format!("metrics address {metrics_raw:?}"))?;
-        Ok(Server { child, grpc, metrics, data_dir: spec.data_dir.clone(), _log: log })
+        Ok(Server { child, grpc, metrics, _log: log })
     }
 
     /// The server's process id.
