@@ -129,8 +129,6 @@ impl Server {
                 "127.0.0.1:0",
                 "--log-format",
                 "json",
-                "--log-level",
-                "warn,switchboard::cli=info",
                 "--enable-bench-service",
             ])
             .args(&spec.args)

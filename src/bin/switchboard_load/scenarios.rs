@@ -891,7 +891,11 @@ pub async fn replay(
         spec.data_dir = dir;
     }
     let server = Server::start(&spec)?;
-    let reqs = prepare(&server, fixtures, 1 << 40).await?;
+    // A reused log (S2's, or an earlier S8's) holds earlier ids: number
+    // these above S2's and apart from other runs (ids carry the low 32 bits
+    // of the request number).
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let reqs = prepare(&server, fixtures, 0x8000_0000 + (secs % 100_000) * 10_000).await?;
     let ch = client::channels(server.grpc, 1).await?.remove(0);
     let mut last = log_last(&ch).await?;
     if last < min_events {
