@@ -134,6 +134,13 @@ enum Scenario {
         #[arg(long, value_parser = secs, default_value = "10s")]
         stall: Duration,
     },
+    /// S10: Ingest on the NATS JetStream store (`--store nats`) vs raw
+    /// JetStream publishes of the same bytes.
+    S10 {
+        /// Requests in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
     /// S8: replay from the log vs the no-op stream's single-stream rate.
     S8 {
         /// Reuse this sqlite data directory (e.g. the one S2 left).
@@ -160,6 +167,11 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(summary) => {
+            for (what, ok) in &summary.checks {
+                if !ok {
+                    println!("  FAILED check: {what}");
+                }
+            }
             println!("{}", summary.line());
             if summary.meets() { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
@@ -208,5 +220,6 @@ async fn run(cli: Cli) -> anyhow::Result<scenarios::Summary> {
             scenarios::slow(&ctx, fixtures, subscribers, slow_percent, rate, stall).await
         }
         Scenario::S8 { data_dir, events } => scenarios::replay(&ctx, fixtures, data_dir, events).await,
+        Scenario::S10 { concurrency } => scenarios::jetstream(&ctx, fixtures, concurrency).await,
     }
 }

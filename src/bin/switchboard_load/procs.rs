@@ -144,13 +144,17 @@ impl Server {
                 if !sent && line.contains("\"grpc\":") {
                     let _ = tx.send(line);
                     sent = true;
-                } else if line.contains("\"ERROR\"") || line.contains("panicked") {
+                } else if line.contains("\"ERROR\"") || line.contains("panicked") || line.starts_with("error") {
                     eprintln!("server: {line}");
                 }
             }
         });
         let line = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(l) => l,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().ok();
+                bail!("the server exited before serving ({status:?}); its errors are above");
+            }
             Err(_) => {
                 let _ = child.kill();
                 bail!("the server did not report its address within 30 s");
@@ -238,10 +242,22 @@ pub struct Nats {
 }
 
 impl Nats {
-    /// Starts `bin` on a free loopback port.
+    /// Starts `bin` on a free loopback port (core pub/sub only).
     pub fn start(bin: &Path, pin: &Pin) -> anyhow::Result<Nats> {
+        Nats::start_with(bin, pin, None)
+    }
+
+    /// Starts `bin` with JetStream storing under `dir`.
+    pub fn start_jetstream(bin: &Path, pin: &Pin, dir: &Path) -> anyhow::Result<Nats> {
+        Nats::start_with(bin, pin, Some(dir))
+    }
+
+    fn start_with(bin: &Path, pin: &Pin, jetstream: Option<&Path>) -> anyhow::Result<Nats> {
         let port = free_port()?;
         let mut cmd = pin.command(bin);
+        if let Some(dir) = jetstream {
+            cmd.arg("-js").arg("-sd").arg(dir);
+        }
         cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
