@@ -134,13 +134,6 @@ enum Scenario {
         #[arg(long, value_parser = secs, default_value = "10s")]
         stall: Duration,
     },
-    /// S10: Ingest on the NATS JetStream store (`--store nats`) vs raw
-    /// JetStream publishes of the same bytes.
-    S10 {
-        /// Requests in flight.
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-    },
     /// S8: replay from the log vs the no-op stream's single-stream rate.
     S8 {
         /// Reuse this sqlite data directory (e.g. the one S2 left).
@@ -149,6 +142,13 @@ enum Scenario {
         /// Ingest until the log holds at least this many events.
         #[arg(long, default_value_t = 50_000)]
         events: u64,
+    },
+    /// S10: Ingest on the NATS JetStream store (`--store nats`) vs raw
+    /// JetStream publishes of the same bytes.
+    S10 {
+        /// Requests in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
     },
 }
 
