@@ -19,20 +19,36 @@ const PROTOS: &[&str] = &[
     "proto/switchboard/v1/call_service.proto",
 ];
 
+/// Benchmark baselines (`--enable-bench-service`); kept out of the main
+/// descriptor set so reflection lists them only when they are served.
+const BENCH_PROTO: &str = "switchboard/bench/v1/bench_service.proto";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     println!("cargo:rerun-if-changed=proto");
 
-    let fds = protox::compile(PROTOS, ["proto"])?;
-    fs::write(out_dir.join("switchboard_descriptor.bin"), fds.encode_to_vec())?;
+    let mut files: Vec<String> = PROTOS.iter().map(|p| p.to_string()).collect();
+    files.push(format!("proto/{BENCH_PROTO}"));
+    let fds = protox::compile(&files, ["proto"])?;
+    let (bench, main): (Vec<_>, Vec<_>) = fds.file.iter().cloned().partition(|f| f.name() == BENCH_PROTO);
+    let set = |file| prost_types::FileDescriptorSet { file }.encode_to_vec();
+    fs::write(out_dir.join("switchboard_descriptor.bin"), set(main))?;
+    fs::write(out_dir.join("switchboard_bench_descriptor.bin"), set(bench))?;
 
     tonic_prost_build::configure()
         .build_server(false)
         .build_client(true)
         .bytes(".switchboard.v1.IngestRequest.payload")
+        .bytes(".switchboard.bench.v1.NoopRequest.payload")
+        .bytes(".switchboard.bench.v1.NoopPublishRequest.update")
+        .bytes(".switchboard.bench.v1.NoopSubscribeRequest.replay_update")
         .compile_fds(fds)?;
 
-    tonic_build::manual::Builder::new().build_client(false).compile(&[ingest_service(), call_service()]);
+    tonic_build::manual::Builder::new().build_client(false).compile(&[
+        ingest_service(),
+        call_service(),
+        bench_service(),
+    ]);
     Ok(())
 }
 
@@ -86,6 +102,36 @@ fn call_service() -> tonic_build::manual::Service {
             method("list_calls", "ListCalls", "super::ListCallsRequest", "super::ListCallsResponse", PROST)
                 .comment("Lists calls, most recently first seen first, with AIP-158 paging.")
                 .build(),
+        )
+        .build()
+}
+
+fn bench_service() -> tonic_build::manual::Service {
+    tonic_build::manual::Service::builder()
+        .name("BenchService")
+        .package("switchboard.bench.v1")
+        .comment("No-op baselines for benchmarks; served only with `--enable-bench-service`.")
+        .method(
+            method("noop", "Noop", "super::NoopRequest", "super::NoopResponse", PROST)
+                .comment("Drops the request (the bytes of an IngestRequest) and returns a counter.")
+                .build(),
+        )
+        .method(
+            method("noop_publish", "NoopPublish", "super::NoopPublishRequest", "super::NoopPublishResponse", PROST)
+                .comment("Fans one pre-encoded update out to every NoopSubscribe stream.")
+                .build(),
+        )
+        .method(
+            method(
+                "noop_subscribe",
+                "NoopSubscribe",
+                "super::NoopSubscribeRequest",
+                "crate::grpc::wire::EncodedResponse",
+                "crate::grpc::wire::NoopSubscribeCodec",
+            )
+            .comment("Streams what NoopPublish publishes, through the Subscribe fan-out path.")
+            .server_streaming()
+            .build(),
         )
         .build()
 }

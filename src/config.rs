@@ -174,6 +174,11 @@ pub struct ServeArgs {
     /// the `otlp` cargo feature) [default: none].
     #[arg(long, env = "SWITCHBOARD_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// Also serve switchboard.bench.v1.BenchService, the no-op baselines
+    /// that `switchboard-load` and `scripts/bench` measure against. For
+    /// benchmarks only; leave it off in production [default: off].
+    #[arg(long, env = "SWITCHBOARD_ENABLE_BENCH_SERVICE")]
+    pub enable_bench_service: bool,
     /// Validate the configuration, print it, and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -237,6 +242,7 @@ struct FileConfig {
     rate_limit_per_second: Option<f64>,
     rate_limit_burst: Option<f64>,
     otlp_endpoint: Option<String>,
+    enable_bench_service: Option<bool>,
 }
 
 /// The resolved configuration of a server.
@@ -304,6 +310,8 @@ pub struct Config {
     pub rate_limit_burst: f64,
     /// OTLP trace collector.
     pub otlp_endpoint: Option<String>,
+    /// Serve the benchmark baselines (`switchboard.bench.v1.BenchService`).
+    pub enable_bench_service: bool,
 }
 
 impl Config {
@@ -347,6 +355,7 @@ impl Default for Config {
             rate_limit_per_second: 0.0,
             rate_limit_burst: 0.0,
             otlp_endpoint: None,
+            enable_bench_service: false,
         }
     }
 }
@@ -461,6 +470,7 @@ impl Config {
             rate_limit_per_second: args.rate_limit_per_second.or(file.rate_limit_per_second).unwrap_or(0.0),
             rate_limit_burst: 0.0,
             otlp_endpoint: args.otlp_endpoint.clone().or(file.otlp_endpoint),
+            enable_bench_service: args.enable_bench_service || file.enable_bench_service.unwrap_or(false),
         };
         let mut cfg = cfg;
         cfg.rate_limit_burst =

@@ -10,5 +10,19 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/switchboard.v1.CallService.rs"));
 }
 
+/// `switchboard.bench.v1`: the no-op baselines of `--enable-bench-service`.
+pub mod bench {
+    /// Messages, client and server of `BenchService`.
+    pub mod v1 {
+        tonic::include_proto!("switchboard.bench.v1");
+        include!(concat!(env!("OUT_DIR"), "/switchboard.bench.v1.BenchService.rs"));
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/switchboard_descriptor.bin"));
+
+/// The encoded `FileDescriptorSet` of `switchboard.bench.v1` (reflection
+/// serves it only with `--enable-bench-service`).
+pub const BENCH_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/switchboard_bench_descriptor.bin"));

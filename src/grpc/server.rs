@@ -16,6 +16,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tonic::service::interceptor::InterceptedService;
 
 use super::access::AuthInterceptor;
+use super::bench::BenchApi;
 use super::calls::CallApi;
 use super::ingest::IngestApi;
 use crate::auth::Authenticator;
@@ -88,22 +89,36 @@ where
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
     H: Health,
 {
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the embedded descriptor set is valid");
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .expect("the embedded descriptor set is valid");
+    let reflection = || {
+        let b = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        if config.enable_bench_service {
+            b.register_encoded_file_descriptor_set(proto::BENCH_FILE_DESCRIPTOR_SET)
+        } else {
+            b
+        }
+    };
+    let reflection_v1 = reflection().build_v1().expect("the embedded descriptor set is valid");
+    let reflection_v1alpha = reflection().build_v1alpha().expect("the embedded descriptor set is valid");
     let max = config.max_message_bytes;
     let ingest = InterceptedService::new(
         pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(services.clone()))
             .max_decoding_message_size(max),
         AuthInterceptor::new(auth.clone()),
     );
+    // Benchmark baselines (BENCHMARKS.md), only when asked for.
+    let bench = config.enable_bench_service.then(|| {
+        tracing::warn!("serving switchboard.bench.v1.BenchService (--enable-bench-service): for benchmarks only");
+        InterceptedService::new(
+            proto::bench::v1::bench_service_server::BenchServiceServer::new(BenchApi::new(
+                config.subscriber_buffer,
+                services.shutdown.clone(),
+            ))
+            .max_decoding_message_size(max),
+            AuthInterceptor::new(auth.clone()),
+        )
+    });
     let calls = InterceptedService::new(
         pb::call_service_server::CallServiceServer::new(CallApi::new(services)).max_decoding_message_size(max),
         AuthInterceptor::new(auth),
@@ -121,6 +136,7 @@ where
         .add_service(reflection_v1alpha)
         .add_service(ingest)
         .add_service(calls)
+        .add_optional_service(bench)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -141,6 +141,9 @@ impl Services {
                 yield Ok(checkpoint(s.as_of, pb::CheckpointReason::SnapshotComplete));
             }
             let mut cursor = cursor;
+            // One registration with the shutdown token for the whole stream
+            // (not one per delivery).
+            let mut cancelled = std::pin::pin!(shutdown.cancelled());
             let mut ticks = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
             let mut sent_any = false;
@@ -199,7 +202,7 @@ impl Services {
                 let lagged = loop {
                     let wake = tokio::select! {
                         biased;
-                        _ = shutdown.cancelled() => Wake::Shutdown,
+                        _ = &mut cancelled => Wake::Shutdown,
                         r = feed.recv() => Wake::Record(r),
                         _ = ticks.tick() => Wake::Heartbeat,
                     };
