@@ -265,7 +265,8 @@ pub fn decode_event(update: &[u8]) -> Result<pb::CallEvent, DecodeUpdateError> {
         if wire != WireType::LengthDelimited {
             return Err(DecodeUpdateError::Malformed("unexpected wire type"));
         }
-        let len = usize::try_from(decode_varint(&mut buf)?).map_err(|_| DecodeUpdateError::Malformed("length overflow"))?;
+        let len =
+            usize::try_from(decode_varint(&mut buf)?).map_err(|_| DecodeUpdateError::Malformed("length overflow"))?;
         if len > buf.len() {
             return Err(DecodeUpdateError::Malformed("truncated"));
         }
