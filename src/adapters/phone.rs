@@ -7,7 +7,7 @@
 //! extensions stay numbers without E.164; nothing is dropped because it
 //! fails to parse.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 

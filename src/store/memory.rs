@@ -2,11 +2,13 @@
 //! stores (dedup, retention, consistent snapshots); nothing survives a
 //! restart.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use hashbrown::{Equivalent, HashMap};
 
 use super::planner::{self, DedupEntry, StateView};
 use super::{
@@ -16,7 +18,27 @@ use super::{
 use crate::domain::{Call, TenantId};
 use crate::hub::Hub;
 
+/// `(tenant, id)`. Maps are hashbrown's (foldhash): every ingest looks up
+/// several keys, and SipHash plus two `String`s per lookup showed up in
+/// profiles; [`KeyRef`] looks up without allocating.
 type Key = (String, String);
+
+/// A borrowed [`Key`]: hashes exactly as the tuple of `String`s does.
+#[derive(Clone, Copy)]
+struct KeyRef<'a>(&'a str, &'a str);
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
 
 #[derive(Default)]
 struct Inner {
@@ -32,16 +54,18 @@ struct Inner {
 
 impl StateView for Inner {
     fn call(&mut self, tenant: &str, call_id: &str) -> Result<Option<Call>, StoreError> {
-        Ok(self.calls.get(&(tenant.to_string(), call_id.to_string())).cloned())
+        Ok(self.calls.get(&KeyRef(tenant, call_id)).cloned())
     }
 
     fn correlated(&mut self, tenant: &str, key: &str) -> Result<Vec<Call>, StoreError> {
-        let ids = self.correlated.get(&(tenant.to_string(), key.to_string())).cloned().unwrap_or_default();
-        Ok(ids.iter().rev().filter_map(|id| self.calls.get(&(tenant.to_string(), id.clone())).cloned()).collect())
+        let Some(ids) = self.correlated.get(&KeyRef(tenant, key)) else {
+            return Ok(Vec::new());
+        };
+        Ok(ids.iter().rev().filter_map(|id| self.calls.get(&KeyRef(tenant, id)).cloned()).collect())
     }
 
     fn dedup(&mut self, tenant: &str, key: &str) -> Result<Option<DedupEntry>, StoreError> {
-        Ok(self.dedup.get(&(tenant.to_string(), key.to_string())).cloned())
+        Ok(self.dedup.get(&KeyRef(tenant, key)).cloned())
     }
 }
 
@@ -97,8 +121,8 @@ impl Store for MemoryStore {
             return Ok(IngestResult { outcome: plan.outcome, records, dedup_hit: plan.dedup_hit });
         }
         let mut records = Vec::with_capacity(plan.appended.len());
-        for (event, call) in &plan.appended {
-            let record = Arc::new(Record::from_event(event, call.as_ref()));
+        for (event, call) in plan.appended {
+            let record = Arc::new(Record::from_event(&event, call.as_ref()));
             inner.events.push_back(record.clone());
             inner.last = event.sequence;
             if let Some(call) = call {
@@ -110,7 +134,12 @@ impl Store for MemoryStore {
                         ids.remove(0);
                     }
                 }
-                inner.calls.insert((tenant.clone(), call.call_id.clone()), call.clone());
+                match inner.calls.get_mut(&KeyRef(&tenant, &call.call_id)) {
+                    Some(stored) => *stored = call,
+                    None => {
+                        inner.calls.insert((tenant.clone(), call.call_id.clone()), call);
+                    }
+                }
             }
             records.push(record);
         }
@@ -151,7 +180,7 @@ impl Store for MemoryStore {
     }
 
     async fn get_call(&self, tenant: &TenantId, call_id: &str) -> Result<Option<Call>, StoreError> {
-        Ok(self.lock()?.calls.get(&(tenant.as_str().to_string(), call_id.to_string())).cloned())
+        Ok(self.lock()?.calls.get(&KeyRef(tenant.as_str(), call_id)).cloned())
     }
 
     async fn list_calls(&self, tenant: &TenantId, query: &CallQuery) -> Result<Vec<Call>, StoreError> {
@@ -192,7 +221,7 @@ impl Store for MemoryStore {
         stats.calls = (before - inner.calls.len()) as u64;
         let Inner { correlated, calls, .. } = &mut *inner;
         correlated.retain(|(t, _), ids| {
-            ids.retain(|id| calls.contains_key(&(t.clone(), id.clone())));
+            ids.retain(|id| calls.contains_key(&KeyRef(t, id)));
             !ids.is_empty()
         });
         Ok(stats)

@@ -162,7 +162,10 @@ pub fn plan(
                 if let CallRef::Correlate(c) = call_ref {
                     call.correlation_key = Some(c.key.clone());
                 }
-                local.insert(call_id, (*call).clone());
+                if index + 1 < n.events.len() {
+                    // Later events of this payload must see this one.
+                    local.insert(call_id, (*call).clone());
+                }
                 appended.push((*event, Some(*call)));
             }
         }

@@ -39,6 +39,10 @@ pub const MAX_GROUP: usize = 512;
 const PRUNE_CHUNK: u64 = 10_000;
 /// Calls kept in the writer's cache before it is reset.
 const CALL_CACHE_LIMIT: usize = 100_000;
+/// Bytes of the database file a reader maps (SQLite's `mmap_size`).
+const READER_MMAP_BYTES: i64 = 1 << 30;
+/// A reader's page cache, negative meaning KiB (SQLite's `cache_size`).
+const READER_CACHE_KIB: i64 = -16 * 1024;
 /// The on-disk schema this build reads and writes.
 const SCHEMA_VERSION: i64 = 1;
 /// Separates agent ids in one column (never part of an id).
@@ -130,7 +134,12 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
     };
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    if !read_only {
+    if read_only {
+        // Replays read the log sequentially: map it instead of a `pread` per
+        // page (half of a replay's CPU without), and keep more of it cached.
+        conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
+        conn.pragma_update(None, "cache_size", READER_CACHE_KIB)?;
+    } else {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
     }
@@ -274,23 +283,24 @@ impl ReaderPool {
 }
 
 fn row_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    // Borrowed reads where the value is parsed or copied anyway (replays
+    // turn every row into a record).
+    let text = |i: usize| r.get_ref(i).and_then(|v| v.as_str().map_err(rusqlite::Error::from));
     let seq: i64 = r.get(0)?;
-    let event_type: String = r.get(4)?;
     let vendor: i32 = r.get(5)?;
     let direction: Option<i32> = r.get(6)?;
-    let agent_ids: String = r.get(7)?;
     let received: i64 = r.get(9)?;
-    let update: Vec<u8> = r.get(10)?;
     let meta = EventMeta {
         call_id: r.get(2)?,
         conversation_id: r.get(3)?,
-        event_type: EventType::from_name(&event_type),
+        event_type: EventType::from_name(text(4)?),
         vendor: Vendor::from_number(vendor),
         direction: direction.and_then(Direction::from_number),
-        agent_ids: agent_ids.split(SEP).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        agent_ids: text(7)?.split(SEP).filter(|s| !s.is_empty()).map(str::to_string).collect(),
         queue_id: r.get(8)?,
     };
-    Ok(Record::from_parts(seq as u64, r.get(1)?, from_micros(received), meta, &update))
+    let update = r.get_ref(10)?.as_blob().map_err(rusqlite::Error::from)?;
+    Ok(Record::from_parts(seq as u64, r.get(1)?, from_micros(received), meta, update))
 }
 
 const RECORD_COLUMNS: &str =
