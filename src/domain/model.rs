@@ -39,7 +39,8 @@ macro_rules! proto_enum {
 
             /// The value for a short name (`CALL_STARTED`), as used in CLI flags.
             pub fn from_name(s: &str) -> Option<Self> {
-                Self::ALL.iter().copied().find(|v| v.name().eq_ignore_ascii_case(s))
+                // Stored names are exact; flags may be any case.
+                Self::ALL.iter().copied().find(|v| v.name() == s).or_else(|| Self::ALL.iter().copied().find(|v| v.name().eq_ignore_ascii_case(s)))
             }
         }
     };
