@@ -407,14 +407,7 @@ impl Adapter for Xelion {
                     Identify::Hash => content_hash(),
                 };
                 let draft = call_event(canonical, fields, &call_id, &f, n, prefix, ctx)?;
-                Ok(Normalized {
-                    vendor,
-                    vendor_event_type: row.name.to_string(),
-                    identity,
-                    aliases: Vec::new(),
-                    events: vec![draft],
-                    ignored: None,
-                })
+                Ok(Normalized::single(vendor, row.name, identity, draft))
             }
         }
     }
@@ -485,14 +478,7 @@ fn transfer(row: &Row, notification: Option<&Map<String, Value>>, identity: Iden
     draft.conversation_id =
         flow_conversation(scalar_text(n, "callerFlowId").or_else(|| scalar_text(n, "calleeFlowId")).as_deref());
     draft.attributes = attributes(n, &["callId"], "");
-    Normalized {
-        vendor,
-        vendor_event_type: row.name.to_string(),
-        identity,
-        aliases: Vec::new(),
-        events: vec![draft],
-        ignored: None,
-    }
+    Normalized::single(vendor, row.name, identity, draft)
 }
 
 #[cfg(test)]

@@ -30,6 +30,18 @@ pub struct Normalized {
 }
 
 impl Normalized {
+    /// The common case: one vendor event, one canonical event.
+    pub fn single(vendor: Vendor, vendor_event_type: impl Into<String>, identity: Identity, draft: EventDraft) -> Self {
+        Normalized {
+            vendor,
+            vendor_event_type: vendor_event_type.into(),
+            identity,
+            aliases: Vec::new(),
+            events: vec![draft],
+            ignored: None,
+        }
+    }
+
     /// A payload that is understood but produces nothing.
     pub fn ignored(
         vendor: Vendor,

@@ -649,6 +649,33 @@ pub struct SubReport {
     pub slow: bool,
 }
 
+impl SubReport {
+    fn new(slow: bool) -> SubReport {
+        SubReport { updates: 0, gaps: 0, disorder: 0, first: 0, last: 0, latency: histogram(), error: None, slow }
+    }
+
+    /// Accounts for one update: order, gaps, and its latency when it was
+    /// sent inside the window. Every system's subscribers count the same way.
+    fn observe(&mut self, ctl: &Control, sequence: u64, sent_ns: Option<u64>) {
+        let now = now_ns();
+        ctl.received.fetch_add(1, Ordering::Relaxed);
+        if self.updates == 0 {
+            self.first = sequence;
+        } else if sequence <= self.last {
+            self.disorder += 1;
+        } else if sequence != self.last + 1 {
+            self.gaps += 1;
+        }
+        self.updates += 1;
+        self.last = self.last.max(sequence);
+        if let Some(s) = sent_ns
+            && s >= ctl.measure_from_ns.load(Ordering::Relaxed)
+        {
+            let _ = self.latency.record((now.saturating_sub(s) / 1000).max(1));
+        }
+    }
+}
+
 /// Runs one subscriber until `stop_at_sequence` is reached, the stream ends,
 /// or `deadline`. A slow subscriber stops reading until `resume_at_ns`.
 pub async fn subscriber(
@@ -657,8 +684,7 @@ pub async fn subscriber(
     slow: bool,
     deadline: tokio::time::Instant,
 ) -> SubReport {
-    let mut r =
-        SubReport { updates: 0, gaps: 0, disorder: 0, first: 0, last: 0, latency: histogram(), error: None, slow };
+    let mut r = SubReport::new(slow);
     loop {
         if slow {
             while now_ns() < ctl.resume_at_ns.load(Ordering::Relaxed) {
@@ -678,24 +704,7 @@ pub async fn subscriber(
             _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
         };
         match msg {
-            Some(Ok(Frame::Update { sequence, sent_ns })) => {
-                let now = now_ns();
-                ctl.received.fetch_add(1, Ordering::Relaxed);
-                if r.updates == 0 {
-                    r.first = sequence;
-                } else if sequence <= r.last {
-                    r.disorder += 1;
-                } else if sequence != r.last + 1 {
-                    r.gaps += 1;
-                }
-                r.updates += 1;
-                r.last = r.last.max(sequence);
-                if let Some(s) = sent_ns
-                    && s >= ctl.measure_from_ns.load(Ordering::Relaxed)
-                {
-                    let _ = r.latency.record((now.saturating_sub(s) / 1000).max(1));
-                }
-            }
+            Some(Ok(Frame::Update { sequence, sent_ns })) => r.observe(&ctl, sequence, sent_ns),
             Some(Ok(Frame::Checkpoint { sequence, .. })) => {
                 // Live start: the first update must follow the checkpoint.
                 if r.updates == 0 && r.last == 0 {
@@ -749,16 +758,7 @@ pub async fn nats_subscribers(
         let mut sub = clients[i % k].subscribe(subject.to_string()).await?;
         let ctl = ctl.clone();
         tasks.push(tokio::spawn(async move {
-            let mut r = SubReport {
-                updates: 0,
-                gaps: 0,
-                disorder: 0,
-                first: 0,
-                last: 0,
-                latency: histogram(),
-                error: None,
-                slow: false,
-            };
+            let mut r = SubReport::new(false);
             loop {
                 if r.last != 0 && r.last >= ctl.stop_at_sequence.load(Ordering::Relaxed) {
                     break;
@@ -773,22 +773,7 @@ pub async fn nats_subscribers(
                     break;
                 };
                 if let Frame::Update { sequence, sent_ns } = scan(&msg.payload) {
-                    let now = now_ns();
-                    ctl.received.fetch_add(1, Ordering::Relaxed);
-                    if r.updates == 0 {
-                        r.first = sequence;
-                    } else if sequence <= r.last {
-                        r.disorder += 1;
-                    } else if sequence != r.last + 1 {
-                        r.gaps += 1;
-                    }
-                    r.updates += 1;
-                    r.last = r.last.max(sequence);
-                    if let Some(s) = sent_ns
-                        && s >= ctl.measure_from_ns.load(Ordering::Relaxed)
-                    {
-                        let _ = r.latency.record((now.saturating_sub(s) / 1000).max(1));
-                    }
+                    r.observe(&ctl, sequence, sent_ns);
                 }
             }
             r
