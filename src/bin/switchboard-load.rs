@@ -150,6 +150,16 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// S10b: e2e latency with Ingest on one replica and subscribers on
+    /// another (two servers on one nats-server -js) vs on the same one.
+    S10b {
+        /// Ingest requests per second (open loop).
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Subscribers.
+        #[arg(long, default_value_t = 100)]
+        subscribers: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -221,5 +231,6 @@ async fn run(cli: Cli) -> anyhow::Result<scenarios::Summary> {
         }
         Scenario::S8 { data_dir, events } => scenarios::replay(&ctx, fixtures, data_dir, events).await,
         Scenario::S10 { concurrency } => scenarios::jetstream(&ctx, fixtures, concurrency).await,
+        Scenario::S10b { rate, subscribers } => scenarios::jetstream_e2e(&ctx, fixtures, rate, subscribers).await,
     }
 }

@@ -471,13 +471,17 @@ pub fn scan(frame: &[u8]) -> Frame {
     for (num, wt, _, body) in fields(frame) {
         match (num, wt) {
             (1, 2) => {
-                // CallUpdate.event (1) → CallEvent.sequence (2), attributes (30).
-                let Some((_, _, _, event)) = fields(body).find(|(n, w, _, _)| *n == 1 && *w == 2) else {
+                // CallUpdate.event (1) → CallEvent.sequence (2), attributes
+                // (30). `event` may occur more than once: protobuf merges the
+                // occurrences (the NATS store appends the log position as a
+                // second one), so the last value of a field wins.
+                let mut events = fields(body).filter(|(n, w, _, _)| *n == 1 && *w == 2).peekable();
+                if events.peek().is_none() {
                     return Frame::Other;
-                };
+                }
                 let mut sequence = 0;
                 let mut sent_ns = None;
-                for (n, w, v, b) in fields(event) {
+                for (n, w, v, b) in events.flat_map(|(_, _, _, event)| fields(event)) {
                     match (n, w) {
                         (2, 0) => sequence = v,
                         (30, 2) => {

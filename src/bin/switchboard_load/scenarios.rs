@@ -446,6 +446,9 @@ struct FanOutSpec {
     /// How long slow subscribers stay stalled after the window ends (they
     /// resume then and must catch up).
     catch_up: Duration,
+    /// Ingest on this server instead of the subscribers' one (another
+    /// replica on the same NATS).
+    ingest_at: Option<std::net::SocketAddr>,
 }
 
 /// One fan-out run: `subscribers` streams (the slow ones on their own
@@ -464,7 +467,7 @@ async fn fan_out(
     } else {
         Vec::new()
     };
-    let pub_chans = client::channels(server.grpc, ctx.channels).await?;
+    let pub_chans = client::channels(spec.ingest_at.unwrap_or(server.grpc), ctx.channels).await?;
     let ctl = Control::new();
     let horizon = ctx.warmup + spec.window + spec.catch_up + Duration::from_secs(30);
     if spec.slow > 0 {
@@ -589,7 +592,7 @@ pub async fn e2e(ctx: &Ctx, fixtures: Vec<Fixture>, rate: f64, subscribers: usiz
     );
     let server = Server::start(&ctx.spec("sqlite", "s4", &[])?)?;
     let reqs = prepare(&server, fixtures, 0).await?;
-    let spec = FanOutSpec { subscribers, slow: 0, rate, window: ctx.window, catch_up: Duration::ZERO };
+    let spec = FanOutSpec { subscribers, slow: 0, rate, window: ctx.window, catch_up: Duration::ZERO, ingest_at: None };
     let mut ours_p99 = Vec::new();
     let mut bounds = Vec::new();
     let mut checks = Vec::new();
@@ -649,7 +652,8 @@ pub async fn fan_out_cpu(
     let mut checks = Vec::new();
     for &n in counts {
         let rate = deliveries / n as f64;
-        let spec = FanOutSpec { subscribers: n, slow: 0, rate, window: ctx.window, catch_up: Duration::ZERO };
+        let spec =
+            FanOutSpec { subscribers: n, slow: 0, rate, window: ctx.window, catch_up: Duration::ZERO, ingest_at: None };
         let b = fan_out(ctx, &server, &reqs, System::Noop, &spec).await?;
         print_fan_out(&format!("N={n} no-op stream"), &b, false);
         let o = fan_out(ctx, &server, &reqs, System::Ours, &spec).await?;
@@ -817,8 +821,15 @@ pub async fn slow(
     // 400 KiB, 64 KiB receive window, socket buffers).
     let frame_kib = reqs.update_bytes(0, 0, 0, true).len() as f64 / 1024.0;
     let allowance_kib = n_slow as f64 * (1024.0 * frame_kib + 2048.0);
-    let fast = FanOutSpec { subscribers, slow: 0, rate, window: stall, catch_up: Duration::ZERO };
-    let with_slow = FanOutSpec { subscribers, slow: n_slow, rate, window: stall, catch_up: Duration::from_secs(1) };
+    let fast = FanOutSpec { subscribers, slow: 0, rate, window: stall, catch_up: Duration::ZERO, ingest_at: None };
+    let with_slow = FanOutSpec {
+        subscribers,
+        slow: n_slow,
+        rate,
+        window: stall,
+        catch_up: Duration::from_secs(1),
+        ingest_at: None,
+    };
     let (mut ratios, mut ours, mut base, mut ingest_ok) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut checks = Vec::new();
     for pair in 1..=ctx.pairs {
@@ -1062,6 +1073,67 @@ pub async fn jetstream(ctx: &Ctx, fixtures: Vec<Fixture>, concurrency: usize) ->
         metric: format!("ingest_rps_c{concurrency}"),
         ours: median(ours),
         baseline_name: "jetstream_publish".into(),
+        baseline: median(base),
+        ratio: median(ratios),
+        target: 0.5,
+        checks,
+    })
+}
+
+/// S10, the other half: end-to-end latency across replicas. Two servers on
+/// one `nats-server -js`; Ingest on A at `rate` (open loop) with
+/// `subscribers` on B, against the same load with the subscribers on A.
+/// Our own bound: across replicas within twice the same-replica p99.
+pub async fn jetstream_e2e(
+    ctx: &Ctx,
+    fixtures: Vec<Fixture>,
+    rate: f64,
+    subscribers: usize,
+) -> anyhow::Result<Summary> {
+    println!(
+        "S10b: e2e Ingest on replica A → {subscribers} subscribers on replica B at {rate:.0} req/s (--store nats) vs subscribers on A; {}",
+        ctx.describe()
+    );
+    let js_dir = ctx.work_dir.join("s10b-jetstream");
+    let _ = std::fs::remove_dir_all(&js_dir);
+    std::fs::create_dir_all(&js_dir)?;
+    let nats = Nats::start_jetstream(&ctx.nats_bin, &ctx.pin, &js_dir)?;
+    let a = Server::start(&ctx.spec("nats", "s10b-a", &["--nats-url", &nats.url])?)?;
+    let b = Server::start(&ctx.spec("nats", "s10b-b", &["--nats-url", &nats.url])?)?;
+    let reqs = prepare(&a, fixtures, 0).await?;
+    let same = FanOutSpec { subscribers, slow: 0, rate, window: ctx.window, catch_up: Duration::ZERO, ingest_at: None };
+    let across = FanOutSpec { ingest_at: Some(a.grpc), ..same };
+    let (mut ratios, mut ours, mut base, mut checks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for pair in 0..ctx.pairs {
+        let s = fan_out(ctx, &a, &reqs, System::Ours, &same).await?;
+        print_fan_out(&format!("pair {} same replica", pair + 1), &s, true);
+        let x = fan_out(ctx, &b, &reqs, System::Ours, &across).await?;
+        print_fan_out(&format!("pair {} across replicas", pair + 1), &x, true);
+        for (what, f) in [("same replica", &s), ("across replicas", &x)] {
+            let (missing, disorder, errors) = f.loss(true, None);
+            checks.push((format!("pair {} {what}: zero loss", pair + 1), missing == 0 && errors == 0));
+            checks.push((format!("pair {} {what}: order kept", pair + 1), disorder == 0));
+            checks.extend(check_unary("Ingest", &f.publish, true));
+        }
+        let (sp, xp) = (ms(&s.latency(None), 0.99), ms(&x.latency(None), 0.99));
+        println!(
+            "  pair {}: e2e p99 same replica {sp:.3} ms, across replicas {xp:.3} ms (p50 {:.3} vs {:.3} ms)",
+            pair + 1,
+            ms(&s.latency(None), 0.5),
+            ms(&x.latency(None), 0.5)
+        );
+        ratios.push(sp / xp);
+        ours.push(xp);
+        base.push(sp);
+    }
+    b.stop();
+    a.stop();
+    drop(nats);
+    Ok(Summary {
+        scenario: "S10b",
+        metric: "e2e_p99_ms_across_replicas".into(),
+        ours: median(ours),
+        baseline_name: "same_replica_p99".into(),
         baseline: median(base),
         ratio: median(ratios),
         target: 0.5,
