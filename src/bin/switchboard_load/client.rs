@@ -265,6 +265,22 @@ impl Tally {
         }
     }
 
+    /// The window's result.
+    pub fn into_result(self, latency: Histogram<u64>, elapsed: Duration) -> UnaryResult {
+        UnaryResult {
+            done: self.done,
+            accepted: self.accepted,
+            not_accepted: self.not_accepted,
+            errors: self.errors,
+            first_error: self.first_error,
+            latency,
+            elapsed,
+            max_sequence: self.max_sequence,
+            events: self.events,
+            total_ok: self.total_ok,
+        }
+    }
+
     fn merge(&mut self, o: Tally) {
         self.total_ok += o.total_ok;
         self.done += o.done;
@@ -329,18 +345,7 @@ pub async fn closed_loop(
             let _ = latency.add(h);
         }
     }
-    UnaryResult {
-        done: tally.done,
-        accepted: tally.accepted,
-        not_accepted: tally.not_accepted,
-        errors: tally.errors,
-        first_error: tally.first_error,
-        latency,
-        elapsed: window,
-        max_sequence: tally.max_sequence,
-        events: tally.events,
-        total_ok: tally.total_ok,
-    }
+    tally.into_result(latency, window)
 }
 
 /// Open loop: request `i` is sent at `start + i / rate` whatever happened to
@@ -396,18 +401,7 @@ pub async fn open_loop(
             tally.max_sequence = tally.max_sequence.max(o.max_sequence);
         }
     }
-    UnaryResult {
-        done: tally.done,
-        accepted: tally.accepted,
-        not_accepted: tally.not_accepted,
-        errors: tally.errors,
-        first_error: tally.first_error,
-        latency,
-        elapsed: window,
-        max_sequence: tally.max_sequence,
-        events: tally.events,
-        total_ok: tally.total_ok,
-    }
+    tally.into_result(latency, window)
 }
 
 // ---------------------------------------------------------------------------
@@ -683,7 +677,7 @@ impl SubReport {
 /// Runs one subscriber until `stop_at_sequence` is reached, the stream ends,
 /// or `deadline`. A slow subscriber stops reading until `resume_at_ns`.
 pub async fn subscriber(
-    mut stream: tonic::Streaming<Frame>,
+    mut stream: impl futures_util::Stream<Item = Result<Frame, tonic::Status>> + Unpin,
     ctl: Arc<Control>,
     slow: bool,
     deadline: tokio::time::Instant,
@@ -759,29 +753,9 @@ pub async fn nats_subscribers(
     }
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
-        let mut sub = clients[i % k].subscribe(subject.to_string()).await?;
-        let ctl = ctl.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut r = SubReport::new(false);
-            loop {
-                if r.last != 0 && r.last >= ctl.stop_at_sequence.load(Ordering::Relaxed) {
-                    break;
-                }
-                let msg = tokio::select! {
-                    m = sub.next() => m,
-                    _ = tokio::time::sleep_until(deadline) => break,
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
-                };
-                let Some(msg) = msg else {
-                    r.error = Some("subscription ended".into());
-                    break;
-                };
-                if let Frame::Update { sequence, sent_ns } = scan(&msg.payload) {
-                    r.observe(&ctl, sequence, sent_ns);
-                }
-            }
-            r
-        }));
+        let sub = clients[i % k].subscribe(subject.to_string()).await?;
+        let frames = sub.map(|m| Ok(scan(&m.payload)));
+        tasks.push(tokio::spawn(subscriber(frames, ctl.clone(), false, deadline)));
     }
     // Keep the connections alive as long as the subscriptions.
     tokio::spawn(async move {

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::Value;
+use switchboard::domain::Vendor;
 use switchboard::proto::v1 as pb;
 
 /// Keys whose string value is a vendor id.
@@ -250,14 +251,11 @@ impl Fixture {
     }
 }
 
+/// The vendor whose fixtures live in `dir` (directories are named by
+/// [`Vendor::label`]).
 fn vendor_of_dir(dir: &str) -> Option<pb::Vendor> {
-    Some(match dir {
-        "8x8_agent_panel" => pb::Vendor::Vendor8x8AgentPanel,
-        "8x8_event_streaming" => pb::Vendor::Vendor8x8EventStreaming,
-        "xelion" => pb::Vendor::Xelion,
-        "salesforce_voice" => pb::Vendor::SalesforceVoice,
-        _ => return None,
-    })
+    let vendor = Vendor::ALL.iter().find(|v| v.label() == dir)?;
+    pb::Vendor::try_from(vendor.number()).ok()
 }
 
 /// Every fixture under `root` whose golden outcome is `accepted`, sorted by

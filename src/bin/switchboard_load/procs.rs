@@ -171,14 +171,22 @@ impl Server {
         Ok(Server { child, grpc, metrics, _log: log })
     }
 
-    /// The server's process id.
+    /// The server's process id (taskset execs the server, so it is the
+    /// child's own pid).
     pub fn pid(&self) -> u32 {
-        server_pid(&self.child)
+        self.child.id()
     }
 
     /// One sample of a Prometheus metric (sum of all label sets), or 0.
     pub fn metric(&self, name: &str) -> f64 {
-        scrape(self.metrics).map(|text| metric_sum(&text, name)).unwrap_or(0.0)
+        let [v] = self.metric_sums([name]);
+        v
+    }
+
+    /// Several metrics from one scrape (0 each when the scrape fails).
+    pub fn metric_sums<const N: usize>(&self, names: [&str; N]) -> [f64; N] {
+        let text = scrape(self.metrics).unwrap_or_default();
+        names.map(|name| metric_sum(&text, name))
     }
 
     /// Stops the server (SIGTERM, then SIGKILL after 10 s).
@@ -191,12 +199,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         terminate(&mut self.child, Duration::from_secs(5));
     }
-}
-
-/// The pid of the program under `taskset` (taskset execs it, so it is the
-/// child's own pid).
-fn server_pid(child: &Child) -> u32 {
-    child.id()
 }
 
 fn terminate(child: &mut Child, grace: Duration) {

@@ -101,6 +101,51 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The per-pair results of an A/B scenario; the summary reports the
+/// medians (performance.md §4.2: interleaved pairs, median of ratios).
+#[derive(Default)]
+struct Pairs {
+    ours: Vec<f64>,
+    base: Vec<f64>,
+    ratios: Vec<f64>,
+}
+
+impl Pairs {
+    fn push(&mut self, ours: f64, base: f64, ratio: f64) {
+        self.ours.push(ours);
+        self.base.push(base);
+        self.ratios.push(ratio);
+    }
+
+    fn summary(
+        self,
+        scenario: &'static str,
+        metric: impl Into<String>,
+        baseline_name: &str,
+        target: f64,
+        checks: Vec<(String, bool)>,
+    ) -> Summary {
+        Summary {
+            scenario,
+            metric: metric.into(),
+            ours: median(self.ours),
+            baseline_name: baseline_name.into(),
+            baseline: median(self.base),
+            ratio: median(self.ratios),
+            target,
+            checks,
+        }
+    }
+}
+
+/// The store's group-commit counters (commits, acknowledged ingests), from
+/// one scrape.
+fn group_commits(server: &Server) -> (f64, f64) {
+    let [commits, acks] =
+        server.metric_sums(["switchboard_store_group_size_count", "switchboard_store_group_size_sum"]);
+    (commits, acks)
+}
+
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
@@ -153,10 +198,16 @@ async fn with_cpu<T>(pid: u32, f: impl std::future::Future<Output = T>) -> (T, C
 }
 
 impl Ctx {
-    fn spec(&self, store: &str, name: &str, extra: &[&str]) -> anyhow::Result<ServerSpec> {
+    /// An empty scratch directory `name` (what a previous run left is gone).
+    fn fresh_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
         let dir = self.work_dir.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    fn spec(&self, store: &str, name: &str, extra: &[&str]) -> anyhow::Result<ServerSpec> {
+        let dir = self.fresh_dir(name)?;
         Ok(ServerSpec {
             bin: self.server_bin.clone(),
             store: store.into(),
@@ -293,18 +344,15 @@ pub async fn unary(
     let reqs = prepare(&server, fixtures, 0).await?;
     let chans = client::channels(server.grpc, ctx.channels).await?;
     let pid = server.pid();
-    let mut ratios = Vec::new();
+    let mut pairs = Pairs::default();
     let mut efficiencies = Vec::new();
-    let mut ours = Vec::new();
-    let mut base = Vec::new();
     let mut checks = Vec::new();
     for pair in 0..ctx.pairs {
         let (b, bcpu) =
             with_cpu(pid, client::closed_loop(Unary::Noop, &chans, reqs.clone(), concurrency, ctx.warmup, ctx.window))
                 .await;
         print_unary(&format!("pair {} no-op", pair + 1), &b, &bcpu);
-        let (commits0, acks0) =
-            (server.metric("switchboard_store_group_size_count"), server.metric("switchboard_store_group_size_sum"));
+        let (commits0, acks0) = group_commits(&server);
         let (o, ocpu) = with_cpu(
             pid,
             client::closed_loop(Unary::Ingest, &chans, reqs.clone(), concurrency, ctx.warmup, ctx.window),
@@ -312,49 +360,44 @@ pub async fn unary(
         .await;
         print_unary(&format!("pair {} Ingest", pair + 1), &o, &ocpu);
         if durable {
-            let commits = server.metric("switchboard_store_group_size_count") - commits0;
-            let acks = server.metric("switchboard_store_group_size_sum") - acks0;
+            let (commits, acks) = group_commits(&server);
+            let (commits, acks) = (commits - commits0, acks - acks0);
             println!("  {:<22} {:.1} acks per commit (fsync), {commits:.0} commits", "", acks / commits.max(1.0));
         }
         checks.extend(check_unary("no-op", &b, false));
         checks.extend(check_unary("Ingest", &o, true));
-        ratios.push(o.rate() / b.rate());
         let b_us = bcpu.server_us as f64 / b.total_ok.max(1) as f64;
         let o_us = ocpu.server_us as f64 / o.total_ok.max(1) as f64;
         efficiencies.push(b_us / o_us);
-        ours.push(o.rate());
-        base.push(b.rate());
+        pairs.push(o.rate(), b.rate(), o.rate() / b.rate());
     }
     let spread = |v: &[f64]| {
         let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
         let hi = v.iter().cloned().fold(0.0, f64::max);
         (lo, hi)
     };
-    let (blo, bhi) = spread(&base);
+    let (blo, bhi) = spread(&pairs.base);
     if bhi > blo * 1.10 {
         println!(
             "  note: no-op runs differ by {:.0}% (> 10%): a noisy neighbour; read the ratio with care",
             (bhi / blo - 1.0) * 100.0
         );
     }
-    let (rlo, rhi) = spread(&ratios);
+    let (rlo, rhi) = spread(&pairs.ratios);
     println!(
         "  throughput ratio D = Ingest/no-op: median {:.3} (spread {rlo:.3}..{rhi:.3}); CPU efficiency E = no-op µs/req ÷ Ingest µs/req: median {:.3}",
-        median(ratios.clone()),
-        median(efficiencies.clone())
+        median(pairs.ratios.clone()),
+        median(efficiencies)
     );
     if durable && !sweep.is_empty() {
         let mut per_commit = Vec::new();
         for &c in sweep {
-            let (commits0, acks0) = (
-                server.metric("switchboard_store_group_size_count"),
-                server.metric("switchboard_store_group_size_sum"),
-            );
+            let (commits0, acks0) = group_commits(&server);
             let (o, ocpu) =
                 with_cpu(pid, client::closed_loop(Unary::Ingest, &chans, reqs.clone(), c, ctx.warmup, ctx.window))
                     .await;
-            let commits = server.metric("switchboard_store_group_size_count") - commits0;
-            let acks = server.metric("switchboard_store_group_size_sum") - acks0;
+            let (commits, acks) = group_commits(&server);
+            let (commits, acks) = (commits - commits0, acks - acks0);
             let apc = acks / commits.max(1.0);
             print_unary(&format!("C={c} Ingest"), &o, &ocpu);
             println!(
@@ -373,16 +416,7 @@ pub async fn unary(
         checks.push(("acks per fsync grow with concurrency".into(), grows));
     }
     server.stop();
-    Ok(Summary {
-        scenario: id,
-        metric: format!("ingest_rps_c{concurrency}"),
-        ours: median(ours),
-        baseline_name: "noop_unary".into(),
-        baseline: median(base),
-        ratio: median(ratios),
-        target: 0.6,
-        checks,
-    })
+    Ok(pairs.summary(id, format!("ingest_rps_c{concurrency}"), "noop_unary", 0.6, checks))
 }
 
 /// What one fan-out run measured.
@@ -470,9 +504,8 @@ async fn fan_out(
     let pub_chans = client::channels(spec.ingest_at.unwrap_or(server.grpc), ctx.channels).await?;
     let ctl = Control::new();
     let horizon = ctx.warmup + spec.window + spec.catch_up + Duration::from_secs(30);
-    if spec.slow > 0 {
-        ctl.resume_at_ns.store(u64::MAX, Ordering::Relaxed);
-    } else {
+    if spec.slow == 0 {
+        // Nobody stalls (Control starts with slow readers stalled).
         ctl.resume_at_ns.store(0, Ordering::Relaxed);
     }
     let deadline = tokio::time::Instant::now() + horizon;
@@ -830,7 +863,7 @@ pub async fn slow(
         catch_up: Duration::from_secs(1),
         ingest_at: None,
     };
-    let (mut ratios, mut ours, mut base, mut ingest_ok) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut pairs, mut ingest_ok) = (Pairs::default(), Vec::new());
     let mut checks = Vec::new();
     for pair in 1..=ctx.pairs {
         let a = fan_out(ctx, &server, &reqs, System::Ours, &fast).await?;
@@ -876,25 +909,14 @@ pub async fn slow(
             (format!("pair {pair}: RSS bounded by the per-slow-subscriber allowance"), rss_extra <= allowance_kib),
         ]);
         ingest_ok.push((a_ing * 1.5 + 1.0) / b_ing);
-        ratios.push(a_p99 / b_p99);
-        ours.push(b_p99);
-        base.push(a_p99);
+        pairs.push(b_p99, a_p99, a_p99 / b_p99);
     }
     server.stop();
     checks.push((
         "Ingest p99 with slow ≤ 1.5 × all fast + 1 ms (ingest never blocks; median of pairs)".into(),
         median(ingest_ok) >= 1.0,
     ));
-    Ok(Summary {
-        scenario: "S7",
-        metric: "fast_sub_e2e_p99_ms".into(),
-        ours: median(ours),
-        baseline_name: "all_fast".into(),
-        baseline: median(base),
-        ratio: median(ratios),
-        target: 0.667,
-        checks,
-    })
+    Ok(pairs.summary("S7", "fast_sub_e2e_p99_ms", "all_fast", 0.667, checks))
 }
 
 /// S8: replay of the whole log through Subscribe (from the beginning) vs the
@@ -931,9 +953,7 @@ pub async fn replay(
     }
     println!("  log holds {last} events");
     let pid = server.pid();
-    let mut ratios = Vec::new();
-    let mut ours = Vec::new();
-    let mut base = Vec::new();
+    let mut pairs = Pairs::default();
     let update = {
         let mut v: Vec<_> = (0..reqs.updates.len() as u64).map(|i| reqs.update_bytes(i, 1, 0, false)).collect();
         v.sort_by_key(|b| b.len());
@@ -972,21 +992,10 @@ pub async fn replay(
             co.describe()
         );
         anyhow::ensure!(!short, "a replay returned fewer than the {last} events in the log");
-        ratios.push(ro / rb);
-        ours.push(ro);
-        base.push(rb);
+        pairs.push(ro, rb, ro / rb);
     }
     server.stop();
-    Ok(Summary {
-        scenario: "S8",
-        metric: "replay_events_per_s".into(),
-        ours: median(ours),
-        baseline_name: "noop_stream_single".into(),
-        baseline: median(base),
-        ratio: median(ratios),
-        target: 0.5,
-        checks: vec![],
-    })
+    Ok(pairs.summary("S8", "replay_events_per_s", "noop_stream_single", 0.5, vec![]))
 }
 
 /// The last sequence in the log (from a live subscription's first
@@ -1025,9 +1034,7 @@ async fn read_until(ch: &Channel, which: Stream, count: u64) -> (u64, Duration) 
 /// nats-server with JetStream. Needs a server built with `--store nats`.
 pub async fn jetstream(ctx: &Ctx, fixtures: Vec<Fixture>, concurrency: usize) -> anyhow::Result<Summary> {
     println!("S10: Ingest (--store nats) vs raw JetStream publish, closed loop C={concurrency}; {}", ctx.describe());
-    let js_dir = ctx.work_dir.join("s10-jetstream");
-    let _ = std::fs::remove_dir_all(&js_dir);
-    std::fs::create_dir_all(&js_dir)?;
+    let js_dir = ctx.fresh_dir("s10-jetstream")?;
     let nats = Nats::start_jetstream(&ctx.nats_bin, &ctx.pin, &js_dir)?;
     let server = Server::start(&ctx.spec("nats", "s10", &["--nats-url", &nats.url])?)?;
     let reqs = prepare(&server, fixtures, 0).await?;
@@ -1040,7 +1047,7 @@ pub async fn jetstream(ctx: &Ctx, fixtures: Vec<Fixture>, concurrency: usize) ->
     })
     .await?;
     let (pid, nats_pid) = (server.pid(), nats.pid());
-    let (mut ratios, mut ours, mut base, mut checks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut pairs, mut checks) = (Pairs::default(), Vec::new());
     for pair in 0..ctx.pairs {
         let n0 = procs::cpu_micros(nats_pid);
         let (raw, cpu) = with_cpu(pid, raw_publish(&js, reqs.clone(), concurrency, ctx.warmup, ctx.window)).await;
@@ -1062,22 +1069,11 @@ pub async fn jetstream(ctx: &Ctx, fixtures: Vec<Fixture>, concurrency: usize) ->
         println!("  {:<22} nats-server {:.2} cores", "", Cpu::cores(procs::cpu_micros(nats_pid) - n0, ocpu.wall));
         checks.extend(check_unary("Ingest", &o, true));
         checks.push((format!("pair {}: JetStream publishes without errors", pair + 1), raw.errors == 0));
-        ratios.push(o.rate() / raw.rate());
-        ours.push(o.rate());
-        base.push(raw.rate());
+        pairs.push(o.rate(), raw.rate(), o.rate() / raw.rate());
     }
     server.stop();
     drop(nats);
-    Ok(Summary {
-        scenario: "S10",
-        metric: format!("ingest_rps_c{concurrency}"),
-        ours: median(ours),
-        baseline_name: "jetstream_publish".into(),
-        baseline: median(base),
-        ratio: median(ratios),
-        target: 0.5,
-        checks,
-    })
+    Ok(pairs.summary("S10", format!("ingest_rps_c{concurrency}"), "jetstream_publish", 0.5, checks))
 }
 
 /// S10, the other half: end-to-end latency across replicas. Two servers on
@@ -1094,16 +1090,14 @@ pub async fn jetstream_e2e(
         "S10b: e2e Ingest on replica A → {subscribers} subscribers on replica B at {rate:.0} req/s (--store nats) vs subscribers on A; {}",
         ctx.describe()
     );
-    let js_dir = ctx.work_dir.join("s10b-jetstream");
-    let _ = std::fs::remove_dir_all(&js_dir);
-    std::fs::create_dir_all(&js_dir)?;
+    let js_dir = ctx.fresh_dir("s10b-jetstream")?;
     let nats = Nats::start_jetstream(&ctx.nats_bin, &ctx.pin, &js_dir)?;
     let a = Server::start(&ctx.spec("nats", "s10b-a", &["--nats-url", &nats.url])?)?;
     let b = Server::start(&ctx.spec("nats", "s10b-b", &["--nats-url", &nats.url])?)?;
     let reqs = prepare(&a, fixtures, 0).await?;
     let same = FanOutSpec { subscribers, slow: 0, rate, window: ctx.window, catch_up: Duration::ZERO, ingest_at: None };
     let across = FanOutSpec { ingest_at: Some(a.grpc), ..same };
-    let (mut ratios, mut ours, mut base, mut checks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut pairs, mut checks) = (Pairs::default(), Vec::new());
     for pair in 0..ctx.pairs {
         let s = fan_out(ctx, &a, &reqs, System::Ours, &same).await?;
         print_fan_out(&format!("pair {} same replica", pair + 1), &s, true);
@@ -1122,23 +1116,12 @@ pub async fn jetstream_e2e(
             ms(&s.latency(None), 0.5),
             ms(&x.latency(None), 0.5)
         );
-        ratios.push(sp / xp);
-        ours.push(xp);
-        base.push(sp);
+        pairs.push(xp, sp, sp / xp);
     }
     b.stop();
     a.stop();
     drop(nats);
-    Ok(Summary {
-        scenario: "S10b",
-        metric: "e2e_p99_ms_across_replicas".into(),
-        ours: median(ours),
-        baseline_name: "same_replica_p99".into(),
-        baseline: median(base),
-        ratio: median(ratios),
-        target: 0.5,
-        checks,
-    })
+    Ok(pairs.summary("S10b", "e2e_p99_ms_across_replicas", "same_replica_p99", 0.5, checks))
 }
 
 /// Closed-loop JetStream publishes of the fixture payloads, each awaiting its
