@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, ended, event, from_beginning, get_call, replay, request};
+use common::{TestServer, dur_secs, ended, event, from_beginning, get_call, replay, request, ts_millis};
 use serde_json::{Value, json};
 use switchboard::proto::v1 as pb;
 use switchboard::proto::v1::call_service_client::CallServiceClient;
@@ -29,14 +29,6 @@ const ANSWERED: i64 = END - 22_000;
 
 fn timestamp(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
-}
-
-fn millis(t: &Option<prost_types::Timestamp>) -> Option<i64> {
-    t.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
-}
-
-fn secs(d: &Option<prost_types::Duration>) -> Option<i64> {
-    d.as_ref().map(|d| d.seconds)
 }
 
 /// One interaction as the panel reports it: the fields every event repeats,
@@ -226,14 +218,14 @@ async fn a_cc_inbound_call_offered_accepted_completed_terminated_is_one_complete
     assert_eq!(c.outcome(), pb::CallOutcome::Completed);
     assert_eq!(c.direction(), pb::Direction::Inbound);
     assert_eq!(c.media(), pb::Media::Voice);
-    assert_eq!(secs(&c.duration), Some(22), "the panel's callDuration");
-    assert_eq!(secs(&c.talk_duration), Some(22), "computed: end - answer");
+    assert_eq!(dur_secs(&c.duration), Some(22), "the panel's callDuration");
+    assert_eq!(dur_secs(&c.talk_duration), Some(22), "computed: end - answer");
     assert_eq!(c.disposition, "1000");
     assert_eq!(c.notes, vec![notes.to_string()]);
-    assert_eq!(millis(&c.started_at), Some(START));
-    assert_eq!(millis(&c.answered_at), Some(ANSWERED));
-    assert_eq!(millis(&c.ended_at), Some(END));
-    assert_eq!(millis(&c.wrap_up_ended_at), Some(END + 45_615));
+    assert_eq!(ts_millis(&c.started_at), Some(START));
+    assert_eq!(ts_millis(&c.answered_at), Some(ANSWERED));
+    assert_eq!(ts_millis(&c.ended_at), Some(END));
+    assert_eq!(ts_millis(&c.wrap_up_ended_at), Some(END + 45_615));
     let rec = c.recording.as_ref().expect("recording");
     assert_eq!(rec.state(), pb::RecordingState::Ready);
     assert!(rec.url.ends_with(&format!("/{START}.wav")), "{}", rec.url);
@@ -252,12 +244,12 @@ async fn a_cc_inbound_call_offered_accepted_completed_terminated_is_one_complete
     let states: Vec<pb::CallState> = updates.iter().map(|u| event(u).state()).collect();
     use pb::CallState as S;
     assert_eq!(states, vec![S::Ringing, S::Connected, S::WrapUp, S::WrapUp, S::Ended]);
-    assert_eq!(millis(&event(&updates[2]).occurred_at), Some(END), "completed happens at endTime");
+    assert_eq!(ts_millis(&event(&updates[2]).occurred_at), Some(END), "completed happens at endTime");
     let end = event(&updates[4]);
     assert_eq!(end.vendor_event_type, "mashell-voice-phone-terminated-cc-event-v1");
     let detail = ended(end);
     assert_eq!(
-        (detail.outcome(), detail.disposition.as_str(), secs(&detail.duration)),
+        (detail.outcome(), detail.disposition.as_str(), dur_secs(&detail.duration)),
         (pb::CallOutcome::Completed, "1000", Some(22))
     );
     let last = updates[4].call.as_ref().expect("call after the event");
@@ -279,10 +271,10 @@ async fn a_uc_outbound_call_correlates_by_its_start_time_and_ends_without_wrap_u
     assert_eq!(c.state(), pb::CallState::Ended);
     assert_eq!(c.outcome(), pb::CallOutcome::Completed);
     assert_eq!(c.direction(), pb::Direction::Outbound);
-    assert_eq!(millis(&c.started_at), Some(start), "known from offered on in UC");
-    assert_eq!(millis(&c.answered_at), Some(start + 3_313));
-    assert_eq!(millis(&c.ended_at), Some(end));
-    assert_eq!(secs(&c.duration), Some(58));
+    assert_eq!(ts_millis(&c.started_at), Some(start), "known from offered on in UC");
+    assert_eq!(ts_millis(&c.answered_at), Some(start + 3_313));
+    assert_eq!(ts_millis(&c.ended_at), Some(end));
+    assert_eq!(dur_secs(&c.duration), Some(58));
     assert_eq!(c.wrap_up_ended_at, None, "UC has no wrap-up");
     assert_eq!(c.attributes.get("product").map(String::as_str), Some("uc"));
 
@@ -290,7 +282,7 @@ async fn a_uc_outbound_call_correlates_by_its_start_time_and_ends_without_wrap_u
     assert_eq!(types_of(&updates, &offered), vec![T::CallOffered, T::CallConnected, T::CallEnded]);
     let seqs: Vec<u64> = updates.iter().map(|u| event(u).call_sequence).collect();
     assert_eq!(seqs, vec![1, 2, 3]);
-    assert_eq!(millis(&event(&updates[2]).occurred_at), Some(end), "UC terminated happens at endTime");
+    assert_eq!(ts_millis(&event(&updates[2]).occurred_at), Some(end), "UC terminated happens at endTime");
 }
 
 #[tokio::test]
@@ -317,7 +309,7 @@ async fn two_back_to_back_cc_calls_from_the_same_number_are_two_calls() {
     let (ca, cb) = (panel.call(&a).await, panel.call(&b).await);
     for (c, start, end, disposition) in [(&ca, START, END, "1000"), (&cb, start2, end2, "1010")] {
         assert_eq!((c.state(), c.outcome()), (pb::CallState::Ended, pb::CallOutcome::Completed));
-        assert_eq!((millis(&c.started_at), millis(&c.ended_at)), (Some(start), Some(end)));
+        assert_eq!((ts_millis(&c.started_at), ts_millis(&c.ended_at)), (Some(start), Some(end)));
         assert_eq!(c.disposition, disposition);
         assert_eq!(c.call_sequence, 5);
     }
@@ -337,7 +329,7 @@ async fn an_offer_never_accepted_then_terminated_ends_missed_inbound_and_no_answ
     let c = panel.call(&missed).await;
     assert_eq!((c.state(), c.outcome()), (pb::CallState::Ended, pb::CallOutcome::Missed));
     assert_eq!(c.answered_at, None);
-    assert_eq!(secs(&c.duration), Some(0));
+    assert_eq!(dur_secs(&c.duration), Some(0));
     assert_eq!(c.recording.as_ref().map(|r| r.state()), Some(pb::RecordingState::None));
 
     let (start, end) = (START + 600_000, START + 631_000);
@@ -437,8 +429,8 @@ async fn a_voicemail_becomes_its_own_voicemail_call_beside_the_unanswered_voice_
     assert_eq!(c.parties.len(), 1);
     assert_eq!(c.parties[0].display_name, "Dana Whitfield");
     assert_eq!(c.parties[0].e164, "+16175550143");
-    assert_eq!((millis(&c.started_at), millis(&c.ended_at)), (Some(start), Some(end)));
-    assert_eq!(secs(&c.duration), Some(44));
+    assert_eq!((ts_millis(&c.started_at), ts_millis(&c.ended_at)), (Some(start), Some(end)));
+    assert_eq!(dur_secs(&c.duration), Some(44));
     assert_eq!(c.disposition, "2040");
     assert_eq!(c.notes, vec![notes.to_string()]);
     assert_eq!(c.recording, None, "voicemail events carry no recording fields");
@@ -497,8 +489,8 @@ async fn a_callback_taken_by_another_agent_during_wrap_up_is_not_ended_by_the_fi
     assert_eq!(panel.accept(&callback.completed(""), end2 + 300).await, b);
     assert_eq!(panel.accept(&callback.terminated("1010", ""), end2 + 30_000).await, b);
     let (ca, cb) = (panel.call(&a).await, panel.call(&b).await);
-    assert_eq!((ca.state(), millis(&ca.started_at)), (pb::CallState::Ended, Some(START)));
-    assert_eq!((cb.state(), millis(&cb.started_at)), (pb::CallState::Ended, Some(start2)));
+    assert_eq!((ca.state(), ts_millis(&ca.started_at)), (pb::CallState::Ended, Some(START)));
+    assert_eq!((cb.state(), ts_millis(&cb.started_at)), (pb::CallState::Ended, Some(start2)));
 }
 
 #[tokio::test]

@@ -14,7 +14,9 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{TestServer, ended, event, from_beginning, get_call, replay, request, steps};
+use common::{
+    Clients, TestServer, dur_secs, ended, event, from_beginning, merge_json, request, steps, ts_millis, ts_secs,
+};
 use serde_json::{Value, json};
 use switchboard::proto::v1 as pb;
 use tonic::Code;
@@ -78,14 +80,6 @@ fn agent(id: &str, extension: u64) -> Value {
     })
 }
 
-/// `a` with the fields of `b` added.
-fn with(mut a: Value, b: Value) -> Value {
-    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
-        a.extend(b);
-    }
-    a
-}
-
 /// The Pulsar WebSocket frame around an event.
 fn frame(message_id: &str, event: &Value, redelivery_count: u64) -> Value {
     json!({
@@ -97,17 +91,13 @@ fn frame(message_id: &str, event: &Value, redelivery_count: u64) -> Value {
     })
 }
 
-struct Client {
-    ingest: pb::ingest_service_client::IngestServiceClient<tonic::transport::Channel>,
-    calls: pb::call_service_client::CallServiceClient<tonic::transport::Channel>,
+/// Sending as VENDOR_8X8_EVENT_STREAMING.
+trait Send8x8 {
+    async fn send(&mut self, payload: &Value) -> pb::IngestResponse;
+    async fn send_all(&mut self, payloads: &[Value]);
 }
 
-impl Client {
-    async fn new(server: &TestServer) -> Client {
-        Client { ingest: server.ingest_client().await, calls: server.call_client().await }
-    }
-
-    /// Ingests a payload as VENDOR_8X8_EVENT_STREAMING.
+impl Send8x8 for Clients {
     async fn send(&mut self, payload: &Value) -> pb::IngestResponse {
         common::ingest(&mut self.ingest, pb::Vendor::Vendor8x8EventStreaming, &payload.to_string()).await
     }
@@ -120,20 +110,6 @@ impl Client {
             assert_eq!(r.vendor(), pb::Vendor::Vendor8x8EventStreaming);
         }
     }
-
-    /// Ingests a raw request and returns the gRPC result.
-    async fn try_ingest(&mut self, req: pb::IngestRequest) -> Result<pb::IngestResponse, tonic::Status> {
-        self.ingest.ingest(req).await.map(tonic::Response::into_inner)
-    }
-
-    async fn call(&mut self, call_id: &str) -> pb::Call {
-        get_call(&mut self.calls, call_id).await
-    }
-
-    /// Every update in the log (or in the filter), replayed from the beginning until caught up.
-    async fn replay(&mut self, req: pb::SubscribeRequest) -> Vec<pb::CallUpdate> {
-        replay(&mut self.calls, req).await
-    }
 }
 
 fn recording_state(e: &pb::CallEvent) -> pb::RecordingState {
@@ -143,25 +119,13 @@ fn recording_state(e: &pb::CallEvent) -> pb::RecordingState {
     }
 }
 
-fn secs(t: &Option<prost_types::Timestamp>) -> Option<i64> {
-    t.as_ref().map(|t| t.seconds)
-}
-
-fn millis(t: &Option<prost_types::Timestamp>) -> Option<i64> {
-    t.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
-}
-
-fn duration_secs(d: &Option<prost_types::Duration>) -> Option<i64> {
-    d.as_ref().map(|d| d.seconds)
-}
-
 use pb::CallState as S;
 use pb::EventType as T;
 
 #[tokio::test]
 async fn an_inbound_call_walks_from_created_to_deleted_and_completes_with_initiator_and_disposition() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let guid = "int-184a63564dc-ohWfVIbHJz2Hr2JFhAfdlb4Fa-phone-00-acmecorp01";
     let grace = agent(GRACE, 40375);
     let queue = json!({"direction": "in", "queueId": 1162, "eventTS": T0 + 1});
@@ -181,24 +145,24 @@ async fn an_inbound_call_walks_from_created_to_deleted_and_completes_with_initia
             guid,
             T0 + 1,
             Some(225),
-            with(queue.clone(), json!({"callState": "CS_QUEUED"})),
+            merge_json(queue.clone(), json!({"callState": "CS_QUEUED"})),
         ),
-        interaction("InteractionAssigned", guid, T0 + 6, Some(226), with(grace.clone(), queue.clone())),
+        interaction("InteractionAssigned", guid, T0 + 6, Some(226), merge_json(grace.clone(), queue.clone())),
         interaction(
             "InteractionAccepted",
             guid,
             T0 + 14,
             Some(227),
-            with(grace.clone(), json!({"attachedData": caller(&[("callAnsweredTime", json!(answered_ms))])})),
+            merge_json(grace.clone(), json!({"attachedData": caller(&[("callAnsweredTime", json!(answered_ms))])})),
         ),
-        interaction("LineHoldStatus", guid, T0 + 120, Some(228), with(grace.clone(), json!({"status": true}))),
-        interaction("LineHoldStatus", guid, T0 + 165, Some(229), with(grace.clone(), json!({"status": false}))),
+        interaction("LineHoldStatus", guid, T0 + 120, Some(228), merge_json(grace.clone(), json!({"status": true}))),
+        interaction("LineHoldStatus", guid, T0 + 165, Some(229), merge_json(grace.clone(), json!({"status": false}))),
         interaction(
             "InteractionPostProcess",
             guid,
             T0 + 473,
             Some(230),
-            with(grace.clone(), json!({"attachedData": caller(&[("callHangupTime", json!(hung_up_ms))])})),
+            merge_json(grace.clone(), json!({"attachedData": caller(&[("callHangupTime", json!(hung_up_ms))])})),
         ),
         interaction("InteractionEndPostProcess", guid, T0 + 520, Some(231), grace.clone()),
         interaction("InteractionDeassigned", guid, T0 + 521, Some(232), grace.clone()),
@@ -228,14 +192,14 @@ async fn an_inbound_call_walks_from_created_to_deleted_and_completes_with_initia
     assert_eq!(got.agent_ids, vec![GRACE.to_string()]);
     assert_eq!(got.queue_id, "1162");
     assert_eq!(got.conversation_id, call_id(guid), "no transfer: the conversation is the call");
-    assert_eq!(secs(&got.started_at), Some(T0));
-    assert_eq!(secs(&got.queued_at), Some(T0 + 1));
-    assert_eq!(millis(&got.answered_at), Some(answered_ms), "callAnsweredTime is milliseconds");
-    assert_eq!(millis(&got.ended_at), Some(hung_up_ms), "callHangupTime is milliseconds");
-    assert_eq!(secs(&got.wrap_up_ended_at), Some(T0 + 520));
-    assert_eq!((got.hold_count, duration_secs(&got.total_hold)), (1, Some(45)));
+    assert_eq!(ts_secs(&got.started_at), Some(T0));
+    assert_eq!(ts_secs(&got.queued_at), Some(T0 + 1));
+    assert_eq!(ts_millis(&got.answered_at), Some(answered_ms), "callAnsweredTime is milliseconds");
+    assert_eq!(ts_millis(&got.ended_at), Some(hung_up_ms), "callHangupTime is milliseconds");
+    assert_eq!(ts_secs(&got.wrap_up_ended_at), Some(T0 + 520));
+    assert_eq!((got.hold_count, dur_secs(&got.total_hold)), (1, Some(45)));
     assert!(!got.on_hold);
-    assert_eq!(duration_secs(&got.duration), Some(459));
+    assert_eq!(dur_secs(&got.duration), Some(459));
     assert_eq!(got.media(), pb::Media::Voice);
     assert_eq!(got.parties.len(), 2, "{:?}", got.parties);
     let customer = &got.parties[0];
@@ -267,8 +231,8 @@ async fn an_inbound_call_walks_from_created_to_deleted_and_completes_with_initia
     let end = ended(last);
     assert_eq!((end.outcome(), end.hangup_initiator()), (pb::CallOutcome::Completed, pb::PartyRole::Customer));
     assert_eq!((end.reason.as_str(), end.disposition.as_str()), ("CEC_DISCONNECT_NORMAL", "1000"));
-    assert_eq!(duration_secs(&end.duration), Some(459));
-    assert_eq!(secs(&last.occurred_at), Some(T0 + 521), "interactionEventTS is the event time");
+    assert_eq!(dur_secs(&end.duration), Some(459));
+    assert_eq!(ts_secs(&last.occurred_at), Some(T0 + 521), "interactionEventTS is the event time");
     let final_call = updates.last().and_then(|u| u.call.as_ref()).expect("update carries the call");
     assert_eq!(final_call.outcome(), pb::CallOutcome::Completed);
     server.stop().await.expect("clean shutdown");
@@ -277,9 +241,9 @@ async fn an_inbound_call_walks_from_created_to_deleted_and_completes_with_initia
 #[tokio::test]
 async fn an_outbound_call_answered_by_the_customer_completes() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let guid = "int-1963f527a2a-9wjz0hrkcolMxIqiOhxEsKFe9-phone-01-acmecorp01";
-    let alan = with(agent(ALAN, 40388), json!({"direction": "out", "isOutboundCall": true, "queueId": 1092}));
+    let alan = merge_json(agent(ALAN, 40388), json!({"direction": "out", "isOutboundCall": true, "queueId": 1092}));
     let dialed = json!({"attachedDatum": [{"attachedDataKey": "phoneNum", "attachedDataValue": 6_298_994_259u64}]});
     let t = 1_744_819_092;
 
@@ -293,7 +257,7 @@ async fn an_outbound_call_answered_by_the_customer_completes() {
             guid,
             t + 230,
             None,
-            with(alan.clone(), json!({"dispositionCode": "SALE"})),
+            merge_json(alan.clone(), json!({"dispositionCode": "SALE"})),
         ),
         interaction("InteractionDeassigned", guid, t + 231, None, alan.clone()),
         interaction(
@@ -311,7 +275,7 @@ async fn an_outbound_call_answered_by_the_customer_completes() {
     assert_eq!(got.direction(), pb::Direction::Outbound);
     assert_eq!(got.hangup_initiator(), pb::PartyRole::Agent);
     assert_eq!(got.disposition, "SALE", "the wrap-up disposition is kept");
-    assert_eq!(secs(&got.answered_at), Some(t + 17), "the customer answered");
+    assert_eq!(ts_secs(&got.answered_at), Some(t + 17), "the customer answered");
     assert_eq!(got.parties[0].e164, "+16298994259", "a national phoneNum gets the default region");
     assert_eq!(got.parties[0].phone_number, "6298994259");
 
@@ -337,8 +301,8 @@ async fn an_outbound_call_answered_by_the_customer_completes() {
 #[tokio::test]
 async fn outbound_calls_that_never_connect_end_with_the_outcome_of_the_hangup_reason() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
-    let alan = with(agent(ALAN, 40388), json!({"direction": "out"}));
+    let mut c = Clients::new(&server).await;
+    let alan = merge_json(agent(ALAN, 40388), json!({"direction": "out"}));
     let t = 1_744_819_300;
     let cases = [
         ("int-1963f527b10-Xr4TnB8wQe2LpZ6vKm1Hs9DcA-phone-01-acmecorp01", "CEC_DISCONNECT_NOANSWER", "00:00:31"),
@@ -364,7 +328,7 @@ async fn outbound_calls_that_never_connect_end_with_the_outcome_of_the_hangup_re
     let no_answer = c.call(&call_id(cases[0].0)).await;
     assert_eq!((no_answer.state(), no_answer.outcome()), (S::Ended, pb::CallOutcome::NoAnswer));
     assert_eq!(no_answer.hangup_initiator(), pb::PartyRole::System);
-    assert_eq!(duration_secs(&no_answer.duration), Some(31), "callDuration HH:MM:SS");
+    assert_eq!(dur_secs(&no_answer.duration), Some(31), "callDuration HH:MM:SS");
     assert!(no_answer.answered_at.is_none());
     let busy = c.call(&call_id(cases[1].0)).await;
     assert_eq!(
@@ -389,7 +353,7 @@ async fn outbound_calls_that_never_connect_end_with_the_outcome_of_the_hangup_re
 #[tokio::test]
 async fn a_caller_who_hangs_up_in_the_queue_is_abandoned() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let guid = "int-1963f55c2e1-Qm3Xq8dZr0aK2LwVbN7sTy1Pe-phone-01-acmecorp01";
     let queue = json!({"direction": "in", "queueId": 1162, "attachedData": caller(&[("queueDirection", json!("in"))])});
     let t = 1_744_819_500;
@@ -397,7 +361,13 @@ async fn a_caller_who_hangs_up_in_the_queue_is_abandoned() {
     c.send_all(&[
         interaction("InteractionCreated", guid, t, None, json!({"attachedData": caller(&[])})),
         interaction("InteractionQueued", guid, t + 1, None, queue.clone()),
-        interaction("InteractionUnqueued", guid, t + 61, None, with(queue.clone(), json!({"callState": "CS_IDLE"}))),
+        interaction(
+            "InteractionUnqueued",
+            guid,
+            t + 61,
+            None,
+            merge_json(queue.clone(), json!({"callState": "CS_IDLE"})),
+        ),
         interaction(
             "InteractionDeleted",
             guid,
@@ -411,7 +381,7 @@ async fn a_caller_who_hangs_up_in_the_queue_is_abandoned() {
     let got = c.call(&call_id(guid)).await;
     assert_eq!((got.state(), got.outcome()), (S::Ended, pb::CallOutcome::Abandoned));
     assert!(got.answered_at.is_none() && got.agent_ids.is_empty());
-    assert_eq!(secs(&got.queued_at), Some(t + 1));
+    assert_eq!(ts_secs(&got.queued_at), Some(t + 1));
     assert_eq!(got.end_reason, "CEC_NONE");
 
     let updates = c.replay(from_beginning()).await;
@@ -431,7 +401,7 @@ async fn a_caller_who_hangs_up_in_the_queue_is_abandoned() {
 #[tokio::test]
 async fn an_offer_rejected_by_one_agent_is_re_offered_to_another_who_accepts() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let guid = "int-1963f53a7f9-fRUlBL19w0hsi4GN50Xbcgazp-phone-03-acmecorp01";
     let queue = json!({"direction": "in", "queueId": 222});
     let t = 1_744_819_200;
@@ -439,16 +409,16 @@ async fn an_offer_rejected_by_one_agent_is_re_offered_to_another_who_accepts() {
     c.send_all(&[
         interaction("InteractionCreated", guid, t, None, json!({"attachedData": caller(&[])})),
         interaction("InteractionQueued", guid, t + 1, None, queue.clone()),
-        interaction("InteractionAssigned", guid, t + 2, None, with(agent(IAN, 40412), queue.clone())),
+        interaction("InteractionAssigned", guid, t + 2, None, merge_json(agent(IAN, 40412), queue.clone())),
         interaction(
             "InteractionRejected",
             guid,
             t + 18,
             None,
-            with(agent(IAN, 40412), json!({"rejectReason": 2, "callState": "CS_QUEUED"})),
+            merge_json(agent(IAN, 40412), json!({"rejectReason": 2, "callState": "CS_QUEUED"})),
         ),
         // The same GUID is assigned again, to another agent: a new offer, not a duplicate.
-        interaction("InteractionAssigned", guid, t + 20, None, with(agent(GRACE, 40375), queue.clone())),
+        interaction("InteractionAssigned", guid, t + 20, None, merge_json(agent(GRACE, 40375), queue.clone())),
         interaction("InteractionAccepted", guid, t + 25, None, agent(GRACE, 40375)),
     ])
     .await;
@@ -456,7 +426,7 @@ async fn an_offer_rejected_by_one_agent_is_re_offered_to_another_who_accepts() {
     let got = c.call(&call_id(guid)).await;
     assert_eq!(got.state(), S::Connected);
     assert_eq!(got.agent_ids, vec![IAN.to_string(), GRACE.to_string()]);
-    assert_eq!(secs(&got.answered_at), Some(t + 25));
+    assert_eq!(ts_secs(&got.answered_at), Some(t + 25));
 
     let updates = c.replay(from_beginning()).await;
     assert_eq!(
@@ -480,7 +450,7 @@ async fn an_offer_rejected_by_one_agent_is_re_offered_to_another_who_accepts() {
 #[tokio::test]
 async fn a_transfer_to_another_agent_links_the_new_interaction_to_the_first_conversation() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let first = "int-1963f52d470-OcB3AbajqjTb9ikyLLBxBr1l7-phone-02-acmecorp01";
     let second = "int-1963f53f0c2-Hk2VbQw9Lr5ZtN8xYcJmP4sDa-phone-02-acmecorp01";
     let linked = json!({"attachedDatum": [
@@ -506,7 +476,7 @@ async fn a_transfer_to_another_agent_links_the_new_interaction_to_the_first_conv
             first,
             t + 92,
             None,
-            with(
+            merge_json(
                 agent(IAN, 40412),
                 json!({"callState": "CS_CONNECTED", "participatingAgents": format!("{GRACE},{IAN}")}),
             ),
@@ -552,11 +522,12 @@ async fn a_transfer_to_another_agent_links_the_new_interaction_to_the_first_conv
 #[tokio::test]
 async fn a_recording_starts_pauses_resumes_and_becomes_ready_after_the_call_ended() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let guid = "int-1963f4d8314-ShlIYL3nayugzbFYJvHhZgPL2-phone-03-acmecorp01";
     let t = 1_744_819_180;
-    let rec =
-        |status: &str| with(agent(ALAN, 40388), json!({"status": status, "recordingMode": "yes", "isAPICall": false}));
+    let rec = |status: &str| {
+        merge_json(agent(ALAN, 40388), json!({"status": status, "recordingMode": "yes", "isAPICall": false}))
+    };
 
     c.send_all(&[
         interaction("InteractionCreated", guid, t, None, json!({"attachedData": caller(&[])})),
@@ -603,11 +574,11 @@ async fn a_recording_starts_pauses_resumes_and_becomes_ready_after_the_call_ende
 #[tokio::test]
 async fn a_stale_hold_status_with_an_older_sequence_id_does_not_move_the_call() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let guid = "int-184a6371aa0-Vb2Nc8Xz4Lk1Qw7Er5Ty3Ui9O-phone-00-acmecorp01";
     let grace = agent(GRACE, 40375);
     let hold = |on: bool, ts: i64, seq: u64| {
-        interaction("LineHoldStatus", guid, ts, Some(seq), with(grace.clone(), json!({"status": on})))
+        interaction("LineHoldStatus", guid, ts, Some(seq), merge_json(grace.clone(), json!({"status": on})))
     };
 
     c.send_all(&[
@@ -653,7 +624,7 @@ async fn a_stale_hold_status_with_an_older_sequence_id_does_not_move_the_call() 
 #[tokio::test]
 async fn the_same_pulsar_frame_redelivered_is_a_duplicate() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let guid = "int-184a63564dc-ohWfVIbHJz2Hr2JFhAfdlb4Fa-phone-00-acmecorp01";
     let created = interaction("InteractionCreated", guid, T0, None, json!({"attachedData": caller(&[])}));
 
@@ -676,7 +647,7 @@ async fn the_same_pulsar_frame_redelivered_is_a_duplicate() {
 #[tokio::test]
 async fn a_pulsar_frame_and_the_decoded_event_of_the_same_content_both_work() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let framed = "int-184a6400001-Fr4m3dPu1s4rM3ss4g3Aa1Bb2-phone-00-acmecorp01";
     let decoded = "int-184a6400002-D3c0d3dEv3ntB0dyCc3Dd4Ee5-phone-00-acmecorp01";
     let script = |guid: &str| {
@@ -714,7 +685,7 @@ async fn a_pulsar_frame_and_the_decoded_event_of_the_same_content_both_work() {
 #[tokio::test]
 async fn vendor_detection_recognises_frames_decoded_events_and_control_frames() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let guid = "int-184a6400003-D3t3ct3dVend0rUnsp3c1f13d-phone-00-acmecorp01";
     let created = interaction("InteractionCreated", guid, T0, None, json!({"attachedData": caller(&[])}));
     let queued = interaction("InteractionQueued", guid, T0 + 1, None, json!({"direction": "in"}));
@@ -738,7 +709,7 @@ async fn vendor_detection_recognises_frames_decoded_events_and_control_frames() 
 #[tokio::test]
 async fn an_agent_status_change_is_an_agent_event_with_no_call() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let status = json!({"AgentStatusChange": {
         "agentId": GRACE,
         "msgInfo": {"instanceId": INSTANCE, "sequenceId": 215, "timestamp": 1_669_235_544_917u64},
@@ -760,7 +731,7 @@ async fn an_agent_status_change_is_an_agent_event_with_no_call() {
     assert!(updates[0].call.is_none(), "no call is touched");
     let e = event(&updates[0]);
     assert_eq!(e.agent_id, GRACE);
-    assert_eq!(secs(&e.occurred_at), Some(1_669_235_544));
+    assert_eq!(ts_secs(&e.occurred_at), Some(1_669_235_544));
     match &e.detail {
         Some(pb::call_event::Detail::AgentStatus(s)) => {
             assert_eq!((s.state.as_str(), s.reason.as_str()), ("5", "801=1722"))
@@ -775,7 +746,7 @@ async fn an_agent_status_change_is_an_agent_event_with_no_call() {
 #[tokio::test]
 async fn a_frame_with_bad_base64_or_bad_json_inside_is_invalid_argument_naming_the_payload() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let bad_base64 = json!({"messageId": "CAEQ5QE=", "payload": "eyJJbnRlcmFjdGlvbiI6!!", "publishTime": "2022-11-23T20:41:51.201Z"});
     let bad_json = json!({"messageId": "CAEQ5gE=", "payload": STANDARD.encode(r#"{"Interaction": {"event": }}"#)});
 

@@ -29,13 +29,7 @@ impl Sf {
     }
 
     async fn call(&mut self, id: &str) -> pb::Call {
-        self.calls
-            .get_call(pb::GetCallRequest { call_id: id.into(), ..Default::default() })
-            .await
-            .unwrap()
-            .into_inner()
-            .call
-            .unwrap()
+        get_call(&mut self.calls, id).await
     }
 
     /// The replayed events of one call: (type, call_sequence, state).
@@ -44,9 +38,7 @@ impl Sf {
             filter: Some(pb::SubscribeFilter { call_ids: vec![id.into()], ..Default::default() }),
             ..from_beginning()
         };
-        let mut sub = Sub::open(&mut self.calls, req).await;
-        let (ups, _) = sub.until(pb::CheckpointReason::CaughtUp).await;
-        ups.iter().map(|u| u.event.as_ref().unwrap()).map(|e| (e.r#type(), e.call_sequence, e.state())).collect()
+        replay(&mut self.calls, req).await.iter().map(event).map(|e| (e.r#type(), e.call_sequence, e.state())).collect()
     }
 }
 

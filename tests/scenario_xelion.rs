@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{TestServer, ended, event, from_beginning, get_call, replay, request, steps};
+use common::{Clients, TestServer, dur_secs, ended, event, from_beginning, merge_json, request, steps};
 use serde_json::{Value, json};
 use switchboard::proto::v1 as pb;
 use tonic::Code;
@@ -43,51 +43,20 @@ fn inbound(call_id: &str, caller_flow: &str) -> Value {
     })
 }
 
-/// `fields` with `extra` merged in.
-fn with(mut fields: Value, extra: Value) -> Value {
-    if let (Some(f), Value::Object(e)) = (fields.as_object_mut(), extra) {
-        f.extend(e);
-    }
-    fields
-}
-
 /// The WebSocket envelope of one notification.
 fn envelope(notification_type: &str, fields: &Value) -> String {
     json!({"notificationType": notification_type, "notification": fields}).to_string()
 }
 
-struct Client {
-    ingest: pb::ingest_service_client::IngestServiceClient<tonic::transport::Channel>,
-    calls: pb::call_service_client::CallServiceClient<tonic::transport::Channel>,
+/// Sending enveloped notifications as VENDOR_XELION.
+trait SendXelion {
+    async fn send(&mut self, notification_type: &str, fields: &Value) -> pb::IngestResponse;
 }
 
-impl Client {
-    async fn new(server: &TestServer) -> Client {
-        Client { ingest: server.ingest_client().await, calls: server.call_client().await }
-    }
-
-    /// Ingests an enveloped notification as VENDOR_XELION.
+impl SendXelion for Clients {
     async fn send(&mut self, notification_type: &str, fields: &Value) -> pb::IngestResponse {
         common::ingest(&mut self.ingest, pb::Vendor::Xelion, &envelope(notification_type, fields)).await
     }
-
-    /// Ingests a raw request and returns the gRPC result.
-    async fn try_ingest(&mut self, req: pb::IngestRequest) -> Result<pb::IngestResponse, tonic::Status> {
-        self.ingest.ingest(req).await.map(tonic::Response::into_inner)
-    }
-
-    async fn call(&mut self, call_id: &str) -> pb::Call {
-        get_call(&mut self.calls, call_id).await
-    }
-
-    /// Every update in the log, replayed from the beginning until caught up.
-    async fn replay(&mut self, req: pb::SubscribeRequest) -> Vec<pb::CallUpdate> {
-        replay(&mut self.calls, req).await
-    }
-}
-
-fn secs(d: &Option<prost_types::Duration>) -> Option<i64> {
-    d.as_ref().map(|d| d.seconds)
 }
 
 use pb::CallState as S;
@@ -96,13 +65,13 @@ use pb::EventType as T;
 #[tokio::test]
 async fn an_inbound_call_answered_and_hung_up_completes_with_the_vendor_duration_and_start_date() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let call = inbound("186ba647df1ef222", "186ba647df1ef220");
 
     for (t, fields) in [
         ("newCallEvent", call.clone()),
         ("callConnectedEvent", call.clone()),
-        ("callHungUpEvent", with(call.clone(), json!({"duration": "95"}))),
+        ("callHungUpEvent", merge_json(call.clone(), json!({"duration": "95"}))),
     ] {
         let r = c.send(t, &fields).await;
         assert_eq!(r.outcome(), pb::IngestOutcome::Accepted, "{t}");
@@ -113,7 +82,7 @@ async fn an_inbound_call_answered_and_hung_up_completes_with_the_vendor_duration
     assert_eq!(got.state(), S::Ended);
     assert_eq!(got.outcome(), pb::CallOutcome::Completed);
     assert_eq!(got.direction(), pb::Direction::Inbound);
-    assert_eq!(secs(&got.duration), Some(95), "the vendor's string duration is kept");
+    assert_eq!(dur_secs(&got.duration), Some(95), "the vendor's string duration is kept");
     assert_eq!(got.started_at.as_ref().map(|t| t.seconds), Some(DATE_EPOCH), "started_at is the notification date");
     assert!(got.answered_at.is_some() && got.ended_at.is_some());
     assert_eq!(got.conversation_id, "xelion:flow:186ba647df1ef220");
@@ -132,7 +101,7 @@ async fn an_inbound_call_answered_and_hung_up_completes_with_the_vendor_duration
     assert_eq!(last.vendor_event_type, "callHungUpEvent");
     assert_eq!(last.call_sequence, 3);
     assert_eq!(ended(last).outcome(), pb::CallOutcome::Completed);
-    assert_eq!(secs(&ended(last).duration), Some(95));
+    assert_eq!(dur_secs(&ended(last).duration), Some(95));
     assert_eq!(last.attributes.get("occurred_at_source").map(String::as_str), Some("server"), "no event time");
     server.stop().await.expect("clean shutdown");
 }
@@ -140,7 +109,7 @@ async fn an_inbound_call_answered_and_hung_up_completes_with_the_vendor_duration
 #[tokio::test]
 async fn a_missed_call_event_ends_an_unanswered_call_as_missed() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let call = inbound("186ba647df1ef300", "186ba647df1ef301");
 
     c.send("newCallEvent", &call).await;
@@ -169,26 +138,26 @@ async fn a_missed_call_event_ends_an_unanswered_call_as_missed() {
 #[tokio::test]
 async fn a_missed_call_event_after_the_hang_up_refines_the_outcome_and_a_late_hang_up_adds_its_duration() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
 
     let voicemail = inbound("186ba647df1ef400", "186ba647df1ef401");
     c.send("newCallEvent", &voicemail).await;
     c.send("callConnectedEvent", &voicemail).await;
-    c.send("callHungUpEvent", &with(voicemail.clone(), json!({"duration": "41"}))).await;
+    c.send("callHungUpEvent", &merge_json(voicemail.clone(), json!({"duration": "41"}))).await;
     assert_eq!(c.call("xelion:186ba647df1ef400").await.outcome(), pb::CallOutcome::Completed);
     let r = c.send("missedCallEvent", &voicemail).await;
     assert_eq!(r.outcome(), pb::IngestOutcome::Accepted, "the missed call is news, not a duplicate end");
     let got = c.call("xelion:186ba647df1ef400").await;
     assert_eq!((got.state(), got.outcome()), (S::Ended, pb::CallOutcome::Missed));
-    assert_eq!(secs(&got.duration), Some(41));
+    assert_eq!(dur_secs(&got.duration), Some(41));
 
     let missed_first = inbound("186ba647df1ef410", "186ba647df1ef411");
     c.send("newCallEvent", &missed_first).await;
     c.send("missedCallEvent", &missed_first).await;
-    let r = c.send("callHungUpEvent", &with(missed_first.clone(), json!({"duration": "18"}))).await;
+    let r = c.send("callHungUpEvent", &merge_json(missed_first.clone(), json!({"duration": "18"}))).await;
     assert_eq!(r.outcome(), pb::IngestOutcome::Accepted, "the hang-up brings the duration");
     let got = c.call("xelion:186ba647df1ef410").await;
-    assert_eq!((got.state(), got.outcome(), secs(&got.duration)), (S::Ended, pb::CallOutcome::Missed, Some(18)));
+    assert_eq!((got.state(), got.outcome(), dur_secs(&got.duration)), (S::Ended, pb::CallOutcome::Missed, Some(18)));
 
     let updates = c.replay(from_beginning()).await;
     assert_eq!(
@@ -215,11 +184,11 @@ async fn a_missed_call_event_after_the_hang_up_refines_the_outcome_and_a_late_ha
 #[tokio::test]
 async fn a_missed_call_event_that_adds_nothing_to_an_unanswered_hang_up_publishes_nothing() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let call = inbound("186ba647df1ef500", "186ba647df1ef501");
 
     c.send("newCallEvent", &call).await;
-    c.send("callHungUpEvent", &with(call.clone(), json!({"duration": "12"}))).await;
+    c.send("callHungUpEvent", &merge_json(call.clone(), json!({"duration": "12"}))).await;
     let r = c.send("missedCallEvent", &call).await;
     assert_eq!(r.outcome(), pb::IngestOutcome::Duplicate);
 
@@ -240,7 +209,7 @@ async fn a_missed_call_event_that_adds_nothing_to_an_unanswered_hang_up_publishe
 #[tokio::test]
 async fn an_attended_transfer_drops_the_repeated_consult_hang_up_and_links_the_new_leg_by_flow() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let customer_flow = "186ba647df1ef220";
 
     let c_to_a = inbound("186ba647df1ef222", customer_flow);
@@ -259,15 +228,15 @@ async fn an_attended_transfer_drops_the_repeated_consult_hang_up_and_links_the_n
     c.send("callConnectedEvent", &c_to_a).await;
     c.send("newCallEvent", &a_to_b).await;
     c.send("callConnectedEvent", &a_to_b).await;
-    c.send("callHungUpEvent", &with(c_to_a.clone(), json!({"duration": "64"}))).await;
-    let consult_hang_up = with(a_to_b.clone(), json!({"duration": "31"}));
+    c.send("callHungUpEvent", &merge_json(c_to_a.clone(), json!({"duration": "64"}))).await;
+    let consult_hang_up = merge_json(a_to_b.clone(), json!({"duration": "31"}));
     let first = c.send("callHungUpEvent", &consult_hang_up).await;
     assert_eq!(first.outcome(), pb::IngestOutcome::Accepted);
     let second = c.send("callHungUpEvent", &consult_hang_up).await;
     assert_eq!(second.outcome(), pb::IngestOutcome::Duplicate, "the documented repeat is a duplicate");
     assert_eq!(second.events, first.events, "a duplicate answers with the first delivery's events");
     c.send("callConnectedEvent", &c_to_b).await;
-    c.send("callHungUpEvent", &with(c_to_b.clone(), json!({"duration": "120"}))).await;
+    c.send("callHungUpEvent", &merge_json(c_to_b.clone(), json!({"duration": "120"}))).await;
 
     let leg1 = c.call("xelion:186ba647df1ef222").await;
     let consult = c.call("xelion:SIP/wes-000001d8").await;
@@ -277,8 +246,11 @@ async fn an_attended_transfer_drops_the_repeated_consult_hang_up_and_links_the_n
     assert_eq!(consult.conversation_id, "xelion:flow:1a0c33f4e9d2b701");
     assert_eq!(consult.direction(), pb::Direction::Internal);
     assert_eq!((consult.state(), consult.call_sequence), (S::Ended, 3));
-    assert_eq!(secs(&consult.duration), Some(31));
-    assert_eq!((leg2.state(), leg2.outcome(), secs(&leg2.duration)), (S::Ended, pb::CallOutcome::Completed, Some(120)));
+    assert_eq!(dur_secs(&consult.duration), Some(31));
+    assert_eq!(
+        (leg2.state(), leg2.outcome(), dur_secs(&leg2.duration)),
+        (S::Ended, pb::CallOutcome::Completed, Some(120))
+    );
     assert_eq!(leg2.direction(), pb::Direction::Inbound);
     assert_eq!(leg2.started_at.as_ref().map(|t| t.seconds), Some(DATE_EPOCH + 106));
     let leg2_users: Vec<_> = leg2.parties.iter().map(|p| (p.role(), p.user_id.as_str())).collect();
@@ -320,7 +292,7 @@ async fn an_attended_transfer_drops_the_repeated_consult_hang_up_and_links_the_n
 #[tokio::test]
 async fn line_hunting_channel_hang_ups_leave_the_call_active_until_it_is_hung_up() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let flow = "186ba647df1ef600";
     let call_id = "xelion:186ba647df1ef601";
     let to_group = json!({
@@ -332,8 +304,10 @@ async fn line_hunting_channel_hang_ups_leave_the_call_active_until_it_is_hung_up
         "date": DATE, "callId": "186ba647df1ef601", "calleeFlowId": "186ba647df1ef603",
         "calleePhoneNumber": "202", "calleeUser": ARNO, "calleePhoneLineOid": "1816215",
     });
-    let answered =
-        with(to_group.clone(), json!({"calleePhoneNumber": "201", "calleeUser": WES, "calleePhoneLineOid": "1816140"}));
+    let answered = merge_json(
+        to_group.clone(),
+        json!({"calleePhoneNumber": "201", "calleeUser": WES, "calleePhoneLineOid": "1816140"}),
+    );
     let sanne_channel = json!({
         "date": DATE, "callId": "186ba647df1ef601", "calleeFlowId": "186ba647df1ef605",
         "calleePhoneNumber": "203", "calleeUser": SANNE, "calleePhoneLineOid": "1816305",
@@ -371,7 +345,7 @@ async fn line_hunting_channel_hang_ups_leave_the_call_active_until_it_is_hung_up
         ]
     );
 
-    c.send("callHungUpEvent", &with(answered.clone(), json!({"duration": "73"}))).await;
+    c.send("callHungUpEvent", &merge_json(answered.clone(), json!({"duration": "73"}))).await;
     let got = c.call(call_id).await;
     assert_eq!((got.state(), got.outcome()), (S::Ended, pb::CallOutcome::Completed));
 
@@ -409,7 +383,7 @@ async fn line_hunting_channel_hang_ups_leave_the_call_active_until_it_is_hung_up
 #[tokio::test]
 async fn a_bare_call_event_named_by_vendor_event_type_is_the_same_notification_as_its_envelope() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let call = inbound("186ba647df1ef700", "186ba647df1ef701");
 
     let mut bare = request(pb::Vendor::Xelion, &call.to_string());
@@ -420,7 +394,7 @@ async fn a_bare_call_event_named_by_vendor_event_type_is_the_same_notification_a
     let again = c.send("newCallEvent", &call).await;
     assert_eq!(again.outcome(), pb::IngestOutcome::Duplicate, "same natural key in either shape");
 
-    let untyped = with(call.clone(), json!({"duration": "20"}));
+    let untyped = merge_json(call.clone(), json!({"duration": "20"}));
     let err = c.try_ingest(request(pb::Vendor::Xelion, &untyped.to_string())).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let fields: Vec<_> =
@@ -432,7 +406,7 @@ async fn a_bare_call_event_named_by_vendor_event_type_is_the_same_notification_a
     c.try_ingest(typed).await.expect("the same bare hang-up with its type is accepted");
 
     let got = c.call("xelion:186ba647df1ef700").await;
-    assert_eq!((got.state(), secs(&got.duration), got.call_sequence), (S::Ended, Some(20), 2));
+    assert_eq!((got.state(), dur_secs(&got.duration), got.call_sequence), (S::Ended, Some(20), 2));
     let updates = c.replay(from_beginning()).await;
     assert_eq!(
         steps(&updates, "xelion:186ba647df1ef700"),
@@ -445,7 +419,7 @@ async fn a_bare_call_event_named_by_vendor_event_type_is_the_same_notification_a
 #[tokio::test]
 async fn vendor_detection_picks_xelion_for_the_envelope_the_bare_call_event_and_test_echoes() {
     let server = TestServer::memory().await;
-    let mut c = Client::new(&server).await;
+    let mut c = Clients::new(&server).await;
     let call = inbound("186ba647df1ef800", "186ba647df1ef801");
 
     let r = c.try_ingest(request(pb::Vendor::Unspecified, &envelope("newCallEvent", &call))).await.expect("detected");

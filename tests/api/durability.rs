@@ -4,19 +4,14 @@
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
-use switchboard::config::{Config, StoreKind};
 use switchboard::proto::v1 as pb;
 
 use crate::common::*;
 
-fn sqlite(dir: &tempfile::TempDir) -> Config {
-    Config { store: StoreKind::Sqlite, data_dir: dir.path().to_path_buf(), ..Config::for_tests() }
-}
-
 #[tokio::test]
 async fn events_call_state_and_dedup_keys_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(sqlite(&dir)).await;
+    let server = TestServer::start(sqlite_config(&dir)).await;
     let mut ingest = server.ingest_client().await;
     let first = ingest_sf(&mut ingest, "callconnected", "r1", json!({"callType": "inbound"})).await;
     ingest_sf(&mut ingest, "hold", "r1", json!({})).await;
@@ -25,7 +20,7 @@ async fn events_call_state_and_dedup_keys_survive_a_restart() {
     ingest.ingest(with_id.clone()).await.unwrap();
     server.stop().await.unwrap();
 
-    let server = TestServer::start(sqlite(&dir)).await;
+    let server = TestServer::start(sqlite_config(&dir)).await;
     let mut ingest = server.ingest_client().await;
     let again = ingest_sf(&mut ingest, "callconnected", "r1", json!({"callType": "inbound"})).await;
     assert_eq!(again.outcome(), pb::IngestOutcome::Duplicate, "natural-key dedup survives");
@@ -47,8 +42,7 @@ async fn events_call_state_and_dedup_keys_survive_a_restart() {
     assert_eq!((call.call_sequence, call.hold_count, call.state()), (3, 1, pb::CallState::Connected));
     let next = ingest_sf(&mut ingest, "callended", "r1", json!({})).await;
     assert_eq!((next.events[0].sequence, next.events[0].call_sequence), (4, 4), "sequences continue after a restart");
-    let mut sub = Sub::open(&mut server.call_client().await, from_beginning()).await;
-    let (all, _) = sub.until(pb::CheckpointReason::CaughtUp).await;
+    let all = replay(&mut server.call_client().await, from_beginning()).await;
     assert_eq!(all.iter().map(seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     server.stop().await.unwrap();
 }
@@ -92,8 +86,7 @@ async fn kill_9_mid_ingest_loses_no_acknowledged_event() {
     let restarted = ServerProcess::spawn(&["--store", "sqlite", "--data-dir", &data]).await;
     let channel = restarted.channel().await;
     let mut calls = pb::call_service_client::CallServiceClient::new(channel.clone());
-    let mut sub = Sub::open(&mut calls, from_beginning()).await;
-    let (events, _) = sub.until(pb::CheckpointReason::CaughtUp).await;
+    let events = replay(&mut calls, from_beginning()).await;
     let stored: std::collections::HashSet<String> =
         events.iter().map(|u| u.event.as_ref().unwrap().event_id.clone()).collect();
     let lost: Vec<_> = acked.iter().filter(|(_, id, _)| !stored.contains(id)).collect();

@@ -21,15 +21,7 @@ async fn a_salesforce_call_flows_through_to_call_state() {
     for t in ["callconnected", "hold", "resume", "callended"] {
         ingest_sf(&mut ingest, t, "c1", json!({})).await;
     }
-    let call = server
-        .call_client()
-        .await
-        .get_call(pb::GetCallRequest { call_id: "sf:c1".into(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .call
-        .unwrap();
+    let call = get_call(&mut server.call_client().await, "sf:c1").await;
     assert_eq!(call.state(), pb::CallState::Ended);
     assert_eq!(call.outcome(), pb::CallOutcome::Completed);
     assert_eq!((call.call_sequence, call.hold_count, call.direction()), (5, 1, pb::Direction::Inbound));

@@ -62,13 +62,7 @@ async fn an_event_ingested_on_one_replica_reaches_subscribers_on_the_others_in_t
     assert_eq!(on_b, acked);
     assert_eq!(on_c, acked, "every replica streams the same events in the same order");
     let mut calls_b = CallServiceClient::new(b.channel().await);
-    let call = calls_b
-        .get_call(pb::GetCallRequest { call_id: "sf:x1".into(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .call
-        .unwrap();
+    let call = get_call(&mut calls_b, "sf:x1").await;
     assert!(call.call_sequence >= 7);
 }
 
@@ -112,13 +106,7 @@ async fn concurrent_ingest_of_one_call_on_two_replicas_keeps_call_sequence_gap_f
     assert_eq!(call_seqs, (1..=61).collect::<Vec<_>>(), "no lost update, no gap, log order");
     for p in [&a, &b] {
         let mut calls = CallServiceClient::new(p.channel().await);
-        let call = calls
-            .get_call(pb::GetCallRequest { call_id: "sf:hot".into(), ..Default::default() })
-            .await
-            .unwrap()
-            .into_inner()
-            .call
-            .unwrap();
+        let call = get_call(&mut calls, "sf:hot").await;
         assert_eq!((call.call_sequence, call.transcript_count), (61, 60));
     }
 }
@@ -192,8 +180,7 @@ async fn kill_9_of_a_replica_mid_ingest_loses_no_acknowledged_event() {
     }
     let acked = acked.lock().unwrap().clone();
     let mut calls = CallServiceClient::new(b.channel().await);
-    let mut sub = Sub::open(&mut calls, from_beginning()).await;
-    let (events, _) = sub.until(pb::CheckpointReason::CaughtUp).await;
+    let events = replay(&mut calls, from_beginning()).await;
     let stored: HashSet<String> = events.iter().map(|u| u.event.as_ref().unwrap().event_id.clone()).collect();
     let lost = acked.iter().filter(|id| !stored.contains(*id)).count();
     assert_eq!(lost, 0, "{lost} of {} acknowledged events lost", acked.len());

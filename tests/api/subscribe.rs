@@ -4,17 +4,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard::config::{Config, StoreKind};
+use switchboard::config::Config;
 use switchboard::proto::v1 as pb;
 use switchboard::proto::v1::subscribe_response::Response;
 use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::common::*;
-
-fn sqlite_config(dir: &tempfile::TempDir) -> Config {
-    Config { store: StoreKind::Sqlite, data_dir: dir.path().to_path_buf(), ..Config::for_tests() }
-}
 
 #[tokio::test]
 async fn a_live_subscriber_gets_each_event_once_in_order() {

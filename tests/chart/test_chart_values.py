@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
-from chart_support import CHART_DIR, NATS_MINIMAL, ROOT, SCENARIOS, render
+from chart_support import CHART_DIR, NATS_MINIMAL, ROOT, SCENARIOS, Rendered, chart, render
 
 NATS = {"store": "nats", "nats": {"url": "nats://nats:4222"}}
 TOKEN = {"name": "svc", "sha256": "a" * 64, "tenant": "acme", "roles": ["ingest"]}
@@ -73,7 +73,7 @@ def test_the_schema_rejects_wrong_types_and_impossible_combinations(values: dict
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_the_schema_accepts_every_scenario(name: str) -> None:
     # validate_schema coalesces the values with the chart's defaults first, as an install does.
-    helm_python.Chart.load(CHART_DIR).validate_schema(SCENARIOS[name])
+    chart().validate_schema(SCENARIOS[name])
 
 
 def test_the_schema_is_a_valid_draft_07_schema_that_accepts_the_defaults() -> None:
@@ -190,11 +190,11 @@ SWITCHBOARD_BIN = os.environ.get("SWITCHBOARD_BIN")
 
 @pytest.mark.skipif(not SWITCHBOARD_BIN, reason="SWITCHBOARD_BIN is not set to a built switchboard binary")
 @pytest.mark.parametrize("name", ["defaults", "ci-nats-ha", "ci-tls-auth", "nats-minimal"])
-def test_the_server_accepts_the_rendered_config(name: str, tmp_path: Path) -> None:
+def test_the_server_accepts_the_rendered_config(name: str, tmp_path: Path, rendered: dict[str, Rendered]) -> None:
     """`switchboard serve --config <rendered> --check-config` exits 0. Paths that point into
     the pod (data, tokens, TLS and NATS files) are redirected into a temporary directory
     holding what the chart would mount there."""
-    out = render(SCENARIOS[name])
+    out = rendered[name]
     text = out.config_text
     (tmp_path / "data").mkdir()
     text = text.replace('"/var/lib/switchboard"', json.dumps(str(tmp_path / "data")))

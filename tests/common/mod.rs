@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard::app::{App, AppError};
-use switchboard::config::Config;
+use switchboard::config::{Config, StoreKind};
 use switchboard::proto::v1 as pb;
 use switchboard::proto::v1::call_service_client::CallServiceClient;
 use switchboard::proto::v1::ingest_service_client::IngestServiceClient;
@@ -23,6 +23,11 @@ use tonic::transport::Channel;
 
 /// How long a test waits for a message that should come.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A server configuration on the sqlite store in `dir`.
+pub fn sqlite_config(dir: &tempfile::TempDir) -> Config {
+    Config { store: StoreKind::Sqlite, data_dir: dir.path().to_path_buf(), ..Config::for_tests() }
+}
 
 /// A running server.
 pub struct TestServer {
@@ -188,11 +193,16 @@ pub fn after(seq: u64) -> pb::SubscribeRequest {
 
 /// A Salesforce Voice payload: `{"type": t, "detail": {"callId": call, ...extra}}`.
 pub fn sf(event_type: &str, call_id: &str, extra: serde_json::Value) -> String {
-    let mut detail = serde_json::json!({ "callId": call_id });
-    if let (Some(d), serde_json::Value::Object(extra)) = (detail.as_object_mut(), extra) {
-        d.extend(extra);
-    }
+    let detail = merge_json(serde_json::json!({ "callId": call_id }), extra);
     serde_json::json!({ "type": event_type, "detail": detail }).to_string()
+}
+
+/// `a` with the fields of object `b` added (replacing same-named ones).
+pub fn merge_json(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
+    if let (Some(a), serde_json::Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
 }
 
 /// Ingests a Salesforce payload (see [`sf`]) and returns the response.
@@ -315,5 +325,47 @@ pub fn ended(e: &pb::CallEvent) -> &pb::EndedDetail {
     match &e.detail {
         Some(pb::call_event::Detail::Ended(d)) => d,
         other => panic!("expected an ended detail, got {other:?}"),
+    }
+}
+
+/// Seconds of an optional timestamp.
+pub fn ts_secs(t: &Option<prost_types::Timestamp>) -> Option<i64> {
+    t.as_ref().map(|t| t.seconds)
+}
+
+/// Milliseconds of an optional timestamp.
+pub fn ts_millis(t: &Option<prost_types::Timestamp>) -> Option<i64> {
+    t.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+}
+
+/// Whole seconds of an optional duration.
+pub fn dur_secs(d: &Option<prost_types::Duration>) -> Option<i64> {
+    d.as_ref().map(|d| d.seconds)
+}
+
+/// An ingest and a call client on one server, for tests that drive whole
+/// calls; vendor test files add their own `send` on top.
+pub struct Clients {
+    pub ingest: IngestServiceClient<Channel>,
+    pub calls: CallServiceClient<Channel>,
+}
+
+impl Clients {
+    pub async fn new(server: &TestServer) -> Clients {
+        Clients { ingest: server.ingest_client().await, calls: server.call_client().await }
+    }
+
+    /// Ingests a raw request and returns the gRPC result.
+    pub async fn try_ingest(&mut self, req: pb::IngestRequest) -> Result<pb::IngestResponse, tonic::Status> {
+        self.ingest.ingest(req).await.map(tonic::Response::into_inner)
+    }
+
+    pub async fn call(&mut self, call_id: &str) -> pb::Call {
+        get_call(&mut self.calls, call_id).await
+    }
+
+    /// Every update in the log (or in the filter), replayed until caught up.
+    pub async fn replay(&mut self, req: pb::SubscribeRequest) -> Vec<pb::CallUpdate> {
+        replay(&mut self.calls, req).await
     }
 }
