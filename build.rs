@@ -4,8 +4,9 @@
 //!   also written to `OUT_DIR` for server reflection.
 //! * `tonic-prost-build` generates the messages and the clients.
 //! * The servers are generated with `tonic_build::manual`, so that
-//!   `CallService.Subscribe` can stream pre-encoded bytes: each event is
-//!   encoded once and the same bytes are shared by every subscriber.
+//!   `CallService.Subscribe` can stream pre-encoded bytes and `IngestService.Ingest` can answer with
+//!   them: each event is encoded once and the same bytes are shared by every
+//!   subscriber and the Ingest answer.
 
 use std::{env, fs, path::PathBuf};
 
@@ -69,9 +70,15 @@ fn ingest_service() -> tonic_build::manual::Service {
         .package("switchboard.v1")
         .comment("Takes vendor payloads exactly as received and turns them into canonical call events.")
         .method(
-            method("ingest", "Ingest", "super::IngestRequest", "super::IngestResponse", PROST)
-                .comment("Parses one vendor payload, applies it to its call and appends the events to the log.")
-                .build(),
+            method(
+                "ingest",
+                "Ingest",
+                "super::IngestRequest",
+                "crate::codec::wire::EncodedResponse",
+                "crate::codec::wire::IngestCodec",
+            )
+            .comment("Parses one vendor payload, applies it to its call and appends the events to the log.")
+            .build(),
         )
         .build()
 }
@@ -86,8 +93,8 @@ fn call_service() -> tonic_build::manual::Service {
                 "subscribe",
                 "Subscribe",
                 "super::SubscribeRequest",
-                "crate::grpc::wire::EncodedResponse",
-                "crate::grpc::wire::SubscribeCodec",
+                "crate::codec::wire::EncodedResponse",
+                "crate::codec::wire::SubscribeCodec",
             )
             .comment("Streams matching events in log order; see `call_service.proto`.")
             .server_streaming()
@@ -126,8 +133,8 @@ fn bench_service() -> tonic_build::manual::Service {
                 "noop_subscribe",
                 "NoopSubscribe",
                 "super::NoopSubscribeRequest",
-                "crate::grpc::wire::EncodedResponse",
-                "crate::grpc::wire::NoopSubscribeCodec",
+                "crate::codec::wire::EncodedResponse",
+                "crate::codec::wire::NoopSubscribeCodec",
             )
             .comment("Streams what NoopPublish publishes, through the Subscribe fan-out path.")
             .server_streaming()

@@ -64,6 +64,7 @@ pub struct App {
     health_listener: Option<TcpListener>,
     services: Arc<Services>,
     auth: Authenticator,
+    limiter: Arc<RateLimiter>,
     tls: Option<Arc<ReloadingTls>>,
 }
 
@@ -89,8 +90,8 @@ impl App {
             },
             shutdown: CancellationToken::new(),
             subscribers: SubscriberSlots::default(),
-            limiter: RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst),
         });
+        let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst));
         let listener = bind(config.listen).await?;
         let metrics_listener = match config.metrics_listen {
             Some(addr) => Some(bind(addr).await?),
@@ -100,7 +101,7 @@ impl App {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        Ok(App { config, listener, metrics_listener, health_listener, services, auth, tls })
+        Ok(App { config, listener, metrics_listener, health_listener, services, auth, limiter, tls })
     }
 
     /// The bound gRPC address (useful with port 0).
@@ -127,7 +128,7 @@ impl App {
     /// delay, a final checkpoint to every subscriber, in-flight requests
     /// finished, the store flushed and closed.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
-        let App { config, listener, metrics_listener, health_listener, services, auth, tls } = self;
+        let App { config, listener, metrics_listener, health_listener, services, auth, limiter, tls } = self;
         if auth.enabled() {
             tracing::info!(tokens = auth.len(), "authentication on");
         } else {
@@ -167,9 +168,19 @@ impl App {
             Some(tls) => {
                 tracing::info!(mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "TLS on");
                 tls.clone().watch(FILE_WATCH_INTERVAL, stop_server.clone());
-                Box::pin(server::serve(&config, services.clone(), auth, health, tls_incoming(listener, tls), stop))
+                Box::pin(server::serve(
+                    &config,
+                    services.clone(),
+                    auth,
+                    limiter.clone(),
+                    health,
+                    tls_incoming(listener, tls),
+                    stop,
+                ))
             }
-            None => Box::pin(server::serve(&config, services.clone(), auth, health, tcp_incoming(listener), stop)),
+            None => {
+                Box::pin(server::serve(&config, services.clone(), auth, limiter, health, tcp_incoming(listener), stop))
+            }
         };
         tokio::select! {
             r = &mut grpc => {

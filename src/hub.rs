@@ -16,8 +16,8 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
+use crate::codec::Record;
 use crate::domain::EventFilter;
-use crate::store::Record;
 
 struct Slot {
     id: u64,

@@ -20,13 +20,17 @@ pub mod adapters;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod http;
 pub mod hub;
-pub mod proto;
 pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+
+/// The generated protobuf messages, clients and servers (`switchboard.v1`):
+/// what clients of the service compile against.
+pub use codec::proto;

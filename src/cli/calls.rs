@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use super::ClientArgs;
 use super::client::parse_vendor;
+use crate::codec::proto::v1 as pb;
+use crate::codec::proto::v1::call_service_client::CallServiceClient;
 use crate::domain::Direction;
 use crate::grpc::json;
-use crate::proto::v1 as pb;
-use crate::proto::v1::call_service_client::CallServiceClient;
 
 /// `calls` flags.
 #[derive(clap::Args, Debug)]

@@ -9,9 +9,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::ClientArgs;
 use super::client::parse_vendor;
+use crate::codec::proto::v1 as pb;
+use crate::codec::proto::v1::ingest_service_client::IngestServiceClient;
 use crate::grpc::json;
-use crate::proto::v1 as pb;
-use crate::proto::v1::ingest_service_client::IngestServiceClient;
 
 /// `ingest` flags.
 #[derive(clap::Args, Debug)]

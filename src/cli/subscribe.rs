@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 
 use super::ClientArgs;
 use super::client::parse_vendor;
+use crate::codec::proto::v1 as pb;
+use crate::codec::proto::v1::call_service_client::CallServiceClient;
 use crate::domain::{Direction, EventType};
 use crate::grpc::json;
-use crate::proto::v1 as pb;
-use crate::proto::v1::call_service_client::CallServiceClient;
 
 /// Filters shared by `subscribe` and `replay`.
 #[derive(clap::Args, Debug, Clone)]
@@ -74,7 +74,7 @@ impl StartArgs {
         if let Some(n) = self.after {
             Some(Start::AfterSequence(n))
         } else if let Some(t) = self.since {
-            Some(Start::Since(crate::grpc::convert::timestamp(t)))
+            Some(Start::Since(crate::codec::convert::timestamp(t)))
         } else if self.from_beginning {
             Some(Start::FromBeginning(true))
         } else {

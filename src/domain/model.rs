@@ -1,7 +1,7 @@
 //! Canonical types: the vocabulary every vendor is translated into.
 //!
 //! Enum discriminants equal the protobuf numbers of `switchboard.v1`, which
-//! are part of the public contract; `grpc::convert` checks the names match.
+//! are part of the public contract; `codec::convert` checks the names match.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

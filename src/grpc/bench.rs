@@ -17,11 +17,11 @@ use futures_util::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::wire::{self, EncodedResponse};
+use crate::codec::Record;
+use crate::codec::proto::bench::v1 as pb;
+use crate::codec::wire::{self, EncodedResponse};
 use crate::domain::{EventFilter, EventMeta};
 use crate::hub::Hub;
-use crate::proto::bench::v1 as pb;
-use crate::store::Record;
 
 /// The tenant name of the bench hub (it has no tenants of its own).
 const TENANT: &str = "bench";

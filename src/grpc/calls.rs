@@ -3,20 +3,19 @@
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
-use tracing::{Instrument, field};
 
-use super::access::authorize;
+use super::access::{RateLimiter, authorize};
 use super::status::{bad_request, to_status};
-use super::wire::EncodedResponse;
-use super::{convert, observe};
 use crate::adapters::FieldViolation;
 use crate::auth::Role;
+use crate::codec::convert;
+use crate::codec::proto::v1 as pb;
+use crate::codec::wire::EncodedResponse;
 use crate::domain::{Direction, EventFilter, EventType, Vendor};
-use crate::proto::v1 as pb;
 use crate::service::subscribe::{Start, SubscribeSpec};
 use crate::service::{ServiceError, Services};
 use crate::store::{CallQuery, StateFilter};
@@ -29,12 +28,13 @@ const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
 #[derive(Clone)]
 pub struct CallApi {
     services: Arc<Services>,
+    limiter: Arc<RateLimiter>,
 }
 
 impl CallApi {
-    /// Serves calls on `services`.
-    pub fn new(services: Arc<Services>) -> CallApi {
-        CallApi { services }
+    /// Serves calls on `services`, admitting requests through `limiter`.
+    pub fn new(services: Arc<Services>, limiter: Arc<RateLimiter>) -> CallApi {
+        CallApi { services, limiter }
     }
 }
 
@@ -121,7 +121,7 @@ impl CallApi {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<SubscribeStream>, Status> {
-        let tenant = authorize(&request, &request.get_ref().tenant_id, Role::Subscribe, &self.services.limiter)?;
+        let tenant = authorize(&request, &request.get_ref().tenant_id, Role::Subscribe, &self.limiter)?;
         tracing::Span::current().record("tenant", tenant.as_str());
         let deadline = deadline(request.metadata());
         let req = request.into_inner();
@@ -166,14 +166,16 @@ impl CallApi {
     }
 
     async fn get(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::GetCallResponse>, Status> {
-        let tenant = authorize(&request, &request.get_ref().tenant_id, Role::Query, &self.services.limiter)?;
-        tracing::Span::current().record("tenant", tenant.as_str());
+        let tenant = authorize(&request, &request.get_ref().tenant_id, Role::Query, &self.limiter)?;
+        let span = tracing::Span::current();
+        span.record("tenant", tenant.as_str());
+        span.record("call_id", request.get_ref().call_id.as_str());
         let call = self.services.get_call(&tenant, &request.get_ref().call_id).await.map_err(to_status)?;
         Ok(Response::new(pb::GetCallResponse { call: Some(convert::call(&call)) }))
     }
 
     async fn list(&self, request: Request<pb::ListCallsRequest>) -> Result<Response<pb::ListCallsResponse>, Status> {
-        let tenant = authorize(&request, &request.get_ref().tenant_id, Role::Query, &self.services.limiter)?;
+        let tenant = authorize(&request, &request.get_ref().tenant_id, Role::Query, &self.limiter)?;
         tracing::Span::current().record("tenant", tenant.as_str());
         let req = request.into_inner();
         let f = req.filter.unwrap_or_default();
@@ -214,23 +216,17 @@ impl pb::call_service_server::CallService for CallApi {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let span = tracing::info_span!("Subscribe", tenant = field::Empty);
-        super::link_trace(&span, request.metadata());
-        observe("Subscribe", Instant::now(), self.open_subscription(request).instrument(span).await)
+        self.open_subscription(request).await
     }
 
     async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::GetCallResponse>, Status> {
-        let span = tracing::info_span!("GetCall", tenant = field::Empty, call_id = %request.get_ref().call_id);
-        super::link_trace(&span, request.metadata());
-        observe("GetCall", Instant::now(), self.get(request).instrument(span).await)
+        self.get(request).await
     }
 
     async fn list_calls(
         &self,
         request: Request<pb::ListCallsRequest>,
     ) -> Result<Response<pb::ListCallsResponse>, Status> {
-        let span = tracing::info_span!("ListCalls", tenant = field::Empty);
-        super::link_trace(&span, request.metadata());
-        observe("ListCalls", Instant::now(), self.list(request).instrument(span).await)
+        self.list(request).await
     }
 }

@@ -1,18 +1,17 @@
 //! `switchboard.v1.IngestService`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use tonic::{Request, Response, Status};
-use tracing::{Instrument, field};
 
-use super::access::authorize;
+use super::access::{RateLimiter, authorize};
 use super::status::{bad_request, to_status};
-use super::{convert, observe};
 use crate::adapters::FieldViolation;
 use crate::auth::Role;
+use crate::codec::convert;
+use crate::codec::proto::v1 as pb;
+use crate::codec::wire::EncodedResponse;
 use crate::domain::Vendor;
-use crate::proto::v1 as pb;
 use crate::service::ingest::IngestInput;
 use crate::service::{ServiceError, Services};
 use crate::store::IngestOutcome;
@@ -21,17 +20,18 @@ use crate::store::IngestOutcome;
 #[derive(Clone)]
 pub struct IngestApi {
     services: Arc<Services>,
+    limiter: Arc<RateLimiter>,
 }
 
 impl IngestApi {
-    /// Serves ingest on `services`.
-    pub fn new(services: Arc<Services>) -> IngestApi {
-        IngestApi { services }
+    /// Serves ingest on `services`, admitting requests through `limiter`.
+    pub fn new(services: Arc<Services>, limiter: Arc<RateLimiter>) -> IngestApi {
+        IngestApi { services, limiter }
     }
 
-    async fn handle(&self, request: Request<pb::IngestRequest>) -> Result<Response<pb::IngestResponse>, Status> {
+    async fn handle(&self, request: Request<pb::IngestRequest>) -> Result<Response<EncodedResponse>, Status> {
         let span = tracing::Span::current();
-        let tenant = authorize(&request, &request.get_ref().tenant_id, Role::Ingest, &self.services.limiter)?;
+        let tenant = authorize(&request, &request.get_ref().tenant_id, Role::Ingest, &self.limiter)?;
         span.record("tenant", tenant.as_str());
         let traceparent = super::traceparent(request.metadata());
         let req = request.into_inner();
@@ -65,20 +65,11 @@ impl IngestApi {
         if let Some(r) = out.records.first() {
             span.record("call_id", r.meta.call_id.as_str());
         }
-        let events = out
-            .records
-            .iter()
-            .map(|r| convert::decode_event(r.update_bytes()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                tracing::error!(error = %e, "stored event does not decode");
-                Status::internal("internal error")
-            })?;
-        Ok(Response::new(pb::IngestResponse {
-            outcome: outcome(out.outcome) as i32,
-            events,
-            vendor: out.vendor.number(),
-        }))
+        let answer = EncodedResponse::ingest(outcome(out.outcome), out.vendor.number(), &out.records).map_err(|e| {
+            tracing::error!(error = %e, "stored event does not frame");
+            Status::internal("internal error")
+        })?;
+        Ok(Response::new(answer))
     }
 }
 
@@ -117,16 +108,7 @@ fn invalid(field: &str, why: impl Into<String>) -> Status {
 
 #[tonic::async_trait]
 impl pb::ingest_service_server::IngestService for IngestApi {
-    async fn ingest(&self, request: Request<pb::IngestRequest>) -> Result<Response<pb::IngestResponse>, Status> {
-        let span = tracing::info_span!(
-            "Ingest",
-            tenant = field::Empty,
-            vendor = field::Empty,
-            call_id = field::Empty,
-            outcome = field::Empty
-        );
-        super::link_trace(&span, request.metadata());
-        let started = Instant::now();
-        observe("Ingest", started, self.handle(request).instrument(span).await)
+    async fn ingest(&self, request: Request<pb::IngestRequest>) -> Result<Response<EncodedResponse>, Status> {
+        self.handle(request).await
     }
 }

@@ -7,8 +7,8 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde_json::{Value, json};
 
+use crate::codec::proto::{self, v1 as pb};
 use crate::domain::{EventType, Vendor};
-use crate::proto::{self, v1 as pb};
 
 static POOL: LazyLock<Option<DescriptorPool>> =
     LazyLock::new(|| DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET).ok());
@@ -40,7 +40,7 @@ pub fn cloud_event(resp: &pb::SubscribeResponse) -> Value {
     match &resp.response {
         Some(Response::Update(u)) => {
             let e = u.event.clone().unwrap_or_default();
-            let time = e.occurred_at.as_ref().and_then(crate::grpc::convert::from_timestamp).map(|t| t.to_rfc3339());
+            let time = e.occurred_at.as_ref().and_then(crate::codec::convert::from_timestamp).map(|t| t.to_rfc3339());
             json!({
                 "specversion": "1.0",
                 "id": e.event_id,

@@ -1,33 +1,17 @@
-//! The gRPC edge: tonic services, conversions, error mapping and the server
-//! assembly (health, reflection, gRPC-Web, CORS, keepalive, limits).
+//! The gRPC edge: tonic services, access control, error mapping, RPC spans
+//! and metrics, and the server assembly (health, reflection, gRPC-Web, CORS,
+//! keepalive, limits). Encoding lives one floor down, in [`crate::codec`].
 
 pub mod access;
 pub mod bench;
 pub mod calls;
-pub mod convert;
 pub mod ingest;
 pub mod json;
+pub mod rpc;
 pub mod server;
 pub mod status;
-pub mod wire;
-
-use std::time::Instant;
 
 use tonic::metadata::MetadataMap;
-
-/// Records an RPC's latency and, for failures, its status code.
-pub(crate) fn observe<T>(
-    method: &'static str,
-    started: Instant,
-    result: Result<T, tonic::Status>,
-) -> Result<T, tonic::Status> {
-    metrics::histogram!("switchboard_rpc_duration_seconds", "method" => method).record(started.elapsed().as_secs_f64());
-    if let Err(s) = &result {
-        metrics::counter!("switchboard_rpc_errors_total", "method" => method, "code" => format!("{:?}", s.code()))
-            .increment(1);
-    }
-    result
-}
 
 /// A valid W3C `traceparent` from the request metadata, to carry onto the
 /// events the request produces.

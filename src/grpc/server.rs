@@ -16,12 +16,14 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tonic::service::interceptor::InterceptedService;
 
 use super::access::AuthInterceptor;
+use super::access::RateLimiter;
 use super::bench::BenchApi;
 use super::calls::CallApi;
 use super::ingest::IngestApi;
+use super::rpc::RpcLayer;
 use crate::auth::Authenticator;
+use crate::codec::proto::{self, v1 as pb};
 use crate::config::Config;
-use crate::proto::{self, v1 as pb};
 use crate::service::Services;
 
 /// The fully qualified names of our services, as health checks name them.
@@ -79,6 +81,7 @@ pub async fn serve<I, IO, IE, H>(
     config: &Config,
     services: Arc<Services>,
     auth: Authenticator,
+    limiter: Arc<RateLimiter>,
     health: HealthServer<H>,
     incoming: I,
     shutdown: impl Future<Output = ()>,
@@ -103,7 +106,7 @@ where
     let reflection_v1alpha = reflection().build_v1alpha().expect("the embedded descriptor set is valid");
     let max = config.max_message_bytes;
     let ingest = InterceptedService::new(
-        pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(services.clone()))
+        pb::ingest_service_server::IngestServiceServer::new(IngestApi::new(services.clone(), limiter.clone()))
             .max_decoding_message_size(max),
         AuthInterceptor::new(auth.clone()),
     );
@@ -120,7 +123,7 @@ where
         )
     });
     let calls = InterceptedService::new(
-        pb::call_service_server::CallServiceServer::new(CallApi::new(services)).max_decoding_message_size(max),
+        pb::call_service_server::CallServiceServer::new(CallApi::new(services, limiter)).max_decoding_message_size(max),
         AuthInterceptor::new(auth),
     );
     Server::builder()
@@ -131,6 +134,8 @@ where
         .max_concurrent_streams(Some(config.max_concurrent_streams))
         .layer(cors(&config.cors_origins))
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(RpcLayer)
+        .trace_fn(super::rpc::span)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{ServiceError, Services};
+use crate::codec::Record;
 use crate::domain::{TenantId, Vendor};
-use crate::store::{IngestBatch, IngestOutcome, Record};
+use crate::store::{IngestBatch, IngestOutcome};
 
 /// Longest accepted `request_id` and `vendor_event_type`.
 const MAX_KEY_LEN: usize = 128;
@@ -37,8 +38,6 @@ pub struct IngestOutput {
     pub outcome: IngestOutcome,
     /// The vendor used.
     pub vendor: Vendor,
-    /// Why the payload was ignored, when it was.
-    pub ignored_reason: Option<String>,
     /// The events (see `IngestResponse.events`).
     pub records: Vec<Arc<Record>>,
 }
@@ -74,7 +73,9 @@ impl Services {
             }
         }
         let vendor = normalized.vendor;
-        let ignored_reason = normalized.ignored.clone();
+        if let Some(reason) = &normalized.ignored {
+            tracing::debug!(vendor = vendor.label(), reason = reason.as_str(), "payload ignored");
+        }
         let batch = IngestBatch {
             tenant: input.tenant,
             request_id: input.request_id,
@@ -91,6 +92,6 @@ impl Services {
         if let Some(kind) = result.dedup_hit {
             metrics::counter!("switchboard_dedup_hits_total", "kind" => kind).increment(1);
         }
-        Ok(IngestOutput { outcome: result.outcome, vendor, ignored_reason, records: result.records })
+        Ok(IngestOutput { outcome: result.outcome, vendor, records: result.records })
     }
 }

@@ -50,8 +50,6 @@ pub struct Services {
     pub shutdown: CancellationToken,
     /// Open Subscribe streams per tenant.
     pub subscribers: SubscriberSlots,
-    /// Request-rate limits per token.
-    pub limiter: crate::grpc::access::RateLimiter,
 }
 
 /// Counts open Subscribe streams per tenant, so one tenant cannot exhaust

@@ -24,12 +24,12 @@ use futures_util::Stream;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{ServiceError, Services};
+use crate::codec::Record;
+use crate::codec::proto::v1 as pb;
+use crate::codec::wire::EncodedResponse;
 use crate::domain::{EventFilter, TenantId};
-use crate::grpc::convert;
-use crate::grpc::wire::EncodedResponse;
 use crate::hub::LiveFeed;
-use crate::proto::v1 as pb;
-use crate::store::{Record, StoreError};
+use crate::store::StoreError;
 
 /// Where a subscription starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,25 +62,6 @@ pub struct SubscribeSpec {
 /// A stream of encoded `SubscribeResponse`s; ends with an error or, on
 /// shutdown, after a SHUTDOWN checkpoint.
 pub type Subscription = std::pin::Pin<Box<dyn Stream<Item = Result<EncodedResponse, StoreError>> + Send>>;
-
-fn checkpoint(sequence: u64, reason: pb::CheckpointReason) -> EncodedResponse {
-    EncodedResponse::encode(&pb::SubscribeResponse {
-        response: Some(pb::subscribe_response::Response::Checkpoint(pb::Checkpoint {
-            sequence,
-            reason: reason as i32,
-        })),
-    })
-}
-
-fn snapshot(call: &crate::domain::Call) -> EncodedResponse {
-    EncodedResponse::encode(&pb::SubscribeResponse {
-        response: Some(pb::subscribe_response::Response::Snapshot(convert::call(call))),
-    })
-}
-
-fn update(record: &Record) -> EncodedResponse {
-    EncodedResponse(record.frame().clone())
-}
 
 /// What woke the live loop.
 enum Wake {
@@ -136,9 +117,9 @@ impl Services {
             let _slot = slot;
             if let Some(s) = snap {
                 for call in s.calls.iter().filter(|c| filter.matches_call(c)) {
-                    yield Ok(snapshot(call));
+                    yield Ok(EncodedResponse::snapshot(call));
                 }
-                yield Ok(checkpoint(s.as_of, pb::CheckpointReason::SnapshotComplete));
+                yield Ok(EncodedResponse::checkpoint(s.as_of, pb::CheckpointReason::SnapshotComplete));
             }
             let mut cursor = cursor;
             // One registration with the shutdown token for the whole stream
@@ -152,7 +133,7 @@ impl Services {
                 // Replay until the log is exhausted with a live feed in place.
                 loop {
                     if shutdown.is_cancelled() {
-                        yield Ok(checkpoint(cursor, pb::CheckpointReason::Shutdown));
+                        yield Ok(EncodedResponse::checkpoint(cursor, pb::CheckpointReason::Shutdown));
                         return;
                     }
                     let records = match store.read(&tenant, cursor, batch).await {
@@ -176,7 +157,7 @@ impl Services {
                         cursor = r.sequence;
                         if filter.matches(&r.meta) {
                             sent_any = true;
-                            yield Ok(update(&r));
+                            yield Ok(EncodedResponse::update(&r));
                         }
                     }
                     // A long, filtered replay still sends a fresh cursor now
@@ -184,7 +165,7 @@ impl Services {
                     // and a reconnect resumes from here.
                     if last_beat.elapsed() >= heartbeat {
                         last_beat = Instant::now();
-                        yield Ok(checkpoint(cursor, pb::CheckpointReason::Heartbeat));
+                        yield Ok(EncodedResponse::checkpoint(cursor, pb::CheckpointReason::Heartbeat));
                     }
                     if !short {
                         continue;
@@ -195,7 +176,7 @@ impl Services {
                     }
                     break;
                 }
-                yield Ok(checkpoint(cursor, pb::CheckpointReason::CaughtUp));
+                yield Ok(EncodedResponse::checkpoint(cursor, pb::CheckpointReason::CaughtUp));
 
                 // Live until the hub drops us (lag) or shutdown.
                 let Some(feed) = live.as_mut() else { return };
@@ -211,16 +192,16 @@ impl Services {
                             while let Some(r) = feed.try_recv() {
                                 if r.sequence > cursor {
                                     cursor = r.sequence;
-                                    yield Ok(update(&r));
+                                    yield Ok(EncodedResponse::update(&r));
                                 }
                             }
-                            yield Ok(checkpoint(cursor, pb::CheckpointReason::Shutdown));
+                            yield Ok(EncodedResponse::checkpoint(cursor, pb::CheckpointReason::Shutdown));
                             return;
                         }
                         Wake::Record(Some(r)) => {
                             if r.sequence > cursor {
                                 cursor = r.sequence;
-                                yield Ok(update(&r));
+                                yield Ok(EncodedResponse::update(&r));
                             }
                         }
                         Wake::Record(None) => break feed.lagged(),
@@ -230,20 +211,20 @@ impl Services {
                             while let Some(r) = feed.try_recv() {
                                 if r.sequence > cursor {
                                     cursor = r.sequence;
-                                    yield Ok(update(&r));
+                                    yield Ok(EncodedResponse::update(&r));
                                 }
                             }
                             if !feed.lagged() {
                                 cursor = cursor.max(head);
                             }
-                            yield Ok(checkpoint(cursor, pb::CheckpointReason::Heartbeat));
+                            yield Ok(EncodedResponse::checkpoint(cursor, pb::CheckpointReason::Heartbeat));
                         }
                     }
                 };
                 live = None;
                 if !lagged {
                     // The hub went away: the server is stopping.
-                    yield Ok(checkpoint(cursor, pb::CheckpointReason::Shutdown));
+                    yield Ok(EncodedResponse::checkpoint(cursor, pb::CheckpointReason::Shutdown));
                     return;
                 }
                 metrics::counter!("switchboard_subscriber_lagged_to_log_total").increment(1);

@@ -11,7 +11,6 @@
 pub mod memory;
 pub mod nats;
 pub mod planner;
-mod record;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -22,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Call, CallState, Direction, Normalized, TenantId, Vendor};
 
-pub use record::Record;
+use crate::codec::Record;
 
 /// One ingest request, ready for the store.
 #[derive(Clone, Debug)]

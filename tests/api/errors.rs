@@ -52,6 +52,26 @@ async fn an_oversize_payload_is_resource_exhausted() {
 }
 
 #[tokio::test]
+async fn a_message_over_the_grpc_limit_is_resource_exhausted_naming_the_limit() {
+    let server = TestServer::memory().await;
+    let mut ingest = server.ingest_client().await;
+    let big = format!(
+        r#"{{"type":"note","detail":{{"callId":"c1","content":{{"text":"{}"}}}}}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let err = ingest.ingest(request(pb::Vendor::SalesforceVoice, &big)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("limit of 1048576 bytes"), "{}", err.message());
+    assert_eq!(last_sequence(&server).await, 0);
+    // A cursor error keeps its own code.
+    let mut calls = server.call_client().await;
+    let req =
+        pb::SubscribeRequest { start: Some(pb::subscribe_request::Start::AfterSequence(99)), ..Default::default() };
+    assert_ne!(calls.subscribe(req).await.map(|_| ()).unwrap_err().code(), Code::ResourceExhausted);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_default_payload_limit_is_256_kib() {
     let server = TestServer::memory().await;
     let mut ingest = server.ingest_client().await;

@@ -324,7 +324,7 @@ async fn since_starts_at_the_first_event_received_at_that_time() {
     let cut = chrono::Utc::now();
     let later = start_calls(&mut ingest, "after", 2).await;
     let req = pb::SubscribeRequest {
-        start: Some(pb::subscribe_request::Start::Since(switchboard::grpc::convert::timestamp(cut))),
+        start: Some(pb::subscribe_request::Start::Since(switchboard::codec::convert::timestamp(cut))),
         ..Default::default()
     };
     let mut sub = Sub::open(&mut server.call_client().await, req).await;

@@ -15,10 +15,11 @@ use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
 use super::{BOOKKEEPING_HEADER, Bookkeeping, Inner, unavailable};
-use crate::domain::{Call, EventMeta, EventType};
-use crate::grpc::convert;
-use crate::proto::v1 as pb;
-use crate::store::{Record, StoreError};
+use crate::codec::Record;
+use crate::codec::convert;
+use crate::codec::proto::v1 as pb;
+use crate::domain::Call;
+use crate::store::StoreError;
 
 /// This replica's consumer: every message of the stream, in order, into the
 /// mirror and (past `publish_after`) the hub. Recreated from the next
@@ -103,34 +104,10 @@ impl Inner {
         headers: Option<&HeaderMap>,
     ) -> Result<(Arc<Record>, Option<Call>), StoreError> {
         let update = pb::CallUpdate::decode(payload.as_ref()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let event = update.event.as_ref().ok_or_else(|| StoreError::Corrupt("message without an event".into()))?;
-        let mut agent_ids = update.call.as_ref().map(|c| c.agent_ids.clone()).unwrap_or_default();
-        if !event.agent_id.is_empty() && !agent_ids.contains(&event.agent_id) {
-            agent_ids.push(event.agent_id.clone());
-        }
-        let queue_id = update
-            .call
-            .as_ref()
-            .map(|c| c.queue_id.clone())
-            .filter(|q| !q.is_empty())
-            .unwrap_or_else(|| event.queue_id.clone());
-        let direction = match event.direction {
-            0 => update.call.as_ref().map_or(0, |c| c.direction),
-            d => d,
-        };
-        let meta = EventMeta {
-            call_id: event.call_id.clone(),
-            conversation_id: event.conversation_id.clone(),
-            event_type: EventType::from_number(event.r#type),
-            vendor: crate::domain::Vendor::from_number(event.vendor),
-            direction: crate::domain::Direction::from_number(direction),
-            agent_ids,
-            queue_id,
-        };
-        let received_at = event.received_at.as_ref().and_then(convert::from_timestamp).unwrap_or_default();
         let mut bytes = payload.to_vec();
         bytes.extend(convert::sequence_suffix(seq, update.call.is_some()));
-        let record = Arc::new(Record::from_parts(seq, event.tenant_id.clone(), received_at, meta, &bytes));
+        let record =
+            Arc::new(Record::from_update(seq, &update, &bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?);
         let call = update.call.as_ref().map(|c| {
             let mut call = convert::call_from_pb(c);
             call.last_sequence = seq;

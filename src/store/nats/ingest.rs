@@ -9,12 +9,13 @@ use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
 
 use super::{BOOKKEEPING_HEADER, Bookkeeping, Inner, MAX_ATTEMPTS, subjects, unavailable};
+use crate::codec::Record;
+use crate::codec::convert;
 use crate::domain::identity::event_id;
 use crate::domain::lifecycle::{self, Applied, ApplyContext};
 use crate::domain::{Call, CallRef, EventType, Identity, TenantId};
-use crate::grpc::convert;
 use crate::store::planner::{self, CORRELATION_CANDIDATES, DedupEntry};
-use crate::store::{IngestBatch, IngestOutcome, IngestResult, Record, StoreError};
+use crate::store::{IngestBatch, IngestOutcome, IngestResult, StoreError};
 
 impl Inner {
     pub(super) async fn dedup_get(&self, tenant: &TenantId, key: &str) -> Result<Option<DedupEntry>, StoreError> {

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use prost::Message;
 
+use crate::codec::proto::v1 as pb;
 use crate::domain::{self, Call, CallEvent, Detail, Party};
-use crate::proto::v1 as pb;
 
 /// A protobuf timestamp for a domain time.
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -242,43 +242,6 @@ pub fn encode_update(event: &CallEvent, call_after: Option<&Call>) -> Bytes {
     Bytes::from(update.encode_to_vec())
 }
 
-/// A stored `CallUpdate` that does not decode.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeUpdateError {
-    /// prost refused a field.
-    #[error(transparent)]
-    Prost(#[from] prost::DecodeError),
-    /// The framing is wrong.
-    #[error("malformed CallUpdate: {0}")]
-    Malformed(&'static str),
-}
-
-/// Decodes the event of a stored `CallUpdate`, skipping the call (the
-/// bigger half, which an Ingest response does not carry). Repeated `event`
-/// fields merge, as protobuf requires (see [`sequence_suffix`]).
-pub fn decode_event(update: &[u8]) -> Result<pb::CallEvent, DecodeUpdateError> {
-    use prost::encoding::{WireType, decode_key, decode_varint};
-    let mut event = pb::CallEvent::default();
-    let mut buf = update;
-    while !buf.is_empty() {
-        let (field, wire) = decode_key(&mut buf)?;
-        if wire != WireType::LengthDelimited {
-            return Err(DecodeUpdateError::Malformed("unexpected wire type"));
-        }
-        let len =
-            usize::try_from(decode_varint(&mut buf)?).map_err(|_| DecodeUpdateError::Malformed("length overflow"))?;
-        if len > buf.len() {
-            return Err(DecodeUpdateError::Malformed("truncated"));
-        }
-        let (value, rest) = buf.split_at(len);
-        if field == 1 {
-            event.merge(value)?;
-        }
-        buf = rest;
-    }
-    Ok(event)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,19 +261,6 @@ mod tests {
         let (e, c) = (u.event.unwrap(), u.call.unwrap());
         assert_eq!((e.sequence, e.call_id.as_str(), e.call_sequence), (42, "sf:x", 3));
         assert_eq!((c.last_sequence, c.call_sequence), (42, 3));
-    }
-
-    #[test]
-    fn decoding_the_event_alone_matches_decoding_the_whole_update() {
-        let update = pb::CallUpdate {
-            event: Some(pb::CallEvent { call_id: "sf:x".into(), sequence: 9, ..Default::default() }),
-            call: Some(pb::Call { call_id: "sf:x".into(), ..Default::default() }),
-        };
-        let mut bytes = update.encode_to_vec();
-        assert_eq!(decode_event(&bytes).unwrap(), update.event.clone().unwrap());
-        bytes.extend(sequence_suffix(42, true));
-        assert_eq!(decode_event(&bytes).unwrap().sequence, 42);
-        assert!(decode_event(&[0x0a, 0x05, 0x01]).is_err());
     }
 
     #[test]

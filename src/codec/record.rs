@@ -1,0 +1,182 @@
+//! One logged event as the hub, replay and the Ingest answer carry it: filter
+//! metadata plus the pre-encoded subscription frame.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use prost::Message;
+
+use super::convert;
+use super::proto::v1 as pb;
+use super::wire;
+use crate::domain::{Call, CallEvent, Direction, EventMeta, EventType, Vendor};
+
+/// A logged event. Cheap to share: subscribers hold `Arc<Record>`.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Log position.
+    pub sequence: u64,
+    /// Owner.
+    pub tenant: String,
+    /// When the server received the event.
+    pub received_at: DateTime<Utc>,
+    /// What filters look at.
+    pub meta: EventMeta,
+    /// The encoded `SubscribeResponse { update }`.
+    frame: Bytes,
+    /// Where the encoded `CallUpdate` starts inside `frame`.
+    update_offset: usize,
+}
+
+/// A stored `CallUpdate` whose framing is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// prost refused a field or the framing.
+    #[error(transparent)]
+    Prost(#[from] prost::DecodeError),
+    /// The update holds no event.
+    #[error("stored update without an event")]
+    NoEvent,
+    /// A field header is wrong.
+    #[error("malformed stored update: {0}")]
+    Malformed(&'static str),
+}
+
+impl Record {
+    /// Encodes an appended event (with its sequence) and its call: the one
+    /// encode an event ever gets.
+    pub fn from_event(event: &CallEvent, call: Option<&Call>) -> Record {
+        let update = pb::CallUpdate { event: Some(convert::call_event(event)), call: call.map(convert::call) };
+        let meta = event_meta(&update);
+        Record::from_parts(event.sequence, event.tenant_id.clone(), event.received_at, meta, &update.encode_to_vec())
+    }
+
+    /// Rebuilds a record from a decoded `CallUpdate` and its bytes (a log
+    /// that keeps no filter columns beside the bytes).
+    pub fn from_update(sequence: u64, update: &pb::CallUpdate, bytes: &[u8]) -> Result<Record, RecordError> {
+        let event = update.event.as_ref().ok_or(RecordError::NoEvent)?;
+        let received_at = event.received_at.as_ref().and_then(convert::from_timestamp).unwrap_or_default();
+        Ok(Record::from_parts(sequence, event.tenant_id.clone(), received_at, event_meta(update), bytes))
+    }
+
+    /// Rebuilds a record read back from storage with its filter metadata.
+    pub fn from_parts(
+        sequence: u64,
+        tenant: String,
+        received_at: DateTime<Utc>,
+        meta: EventMeta,
+        update: &[u8],
+    ) -> Record {
+        let frame = wire::update_frame(update);
+        let update_offset = frame.len() - update.len();
+        Record { sequence, tenant, received_at, meta, frame, update_offset }
+    }
+
+    /// The encoded `SubscribeResponse` to stream.
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+
+    /// The encoded `CallUpdate` (what the log stores).
+    pub fn update_bytes(&self) -> &[u8] {
+        &self.frame[self.update_offset..]
+    }
+
+    /// The encoded `CallEvent` of the update, as the byte ranges of every
+    /// occurrence of its `event` field (protobuf merges them; a log that
+    /// assigns positions on append stores the position as a second one).
+    /// Reads field headers only, never the event itself.
+    pub fn event_parts(&self) -> Result<Vec<Bytes>, RecordError> {
+        let update = self.frame.slice(self.update_offset..);
+        let parts: Vec<Bytes> = field_ranges(&update, 1)?.into_iter().map(|r| update.slice(r)).collect();
+        if parts.is_empty() {
+            return Err(RecordError::NoEvent);
+        }
+        Ok(parts)
+    }
+}
+
+/// The value ranges of every length-delimited occurrence of `field` in one
+/// encoded message, skipping other fields by their headers.
+fn field_ranges(msg: &[u8], field: u32) -> Result<Vec<Range<usize>>, RecordError> {
+    use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
+    let mut out = Vec::with_capacity(2);
+    let mut buf = msg;
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf)?;
+        if tag == field && wire == WireType::LengthDelimited {
+            let len =
+                usize::try_from(decode_varint(&mut buf)?).map_err(|_| RecordError::Malformed("length overflow"))?;
+            if len > buf.len() {
+                return Err(RecordError::Malformed("truncated field"));
+            }
+            let start = msg.len() - buf.len();
+            out.push(start..start + len);
+            buf = &buf[len..];
+        } else {
+            skip_field(wire, tag, &mut buf, DecodeContext::default())?;
+        }
+    }
+    Ok(out)
+}
+
+/// What filters look at, from an update: the event's call, type, vendor and
+/// agent, the call's agents, direction and queue. The one derivation every
+/// store uses.
+pub fn event_meta(update: &pb::CallUpdate) -> EventMeta {
+    let event = update.event.as_ref();
+    let call = update.call.as_ref();
+    let mut agent_ids = call.map(|c| c.agent_ids.clone()).unwrap_or_default();
+    if let Some(a) = event.map(|e| &e.agent_id).filter(|a| !a.is_empty())
+        && !agent_ids.contains(a)
+    {
+        agent_ids.push(a.clone());
+    }
+    let queue_id = call
+        .map(|c| c.queue_id.clone())
+        .filter(|q| !q.is_empty())
+        .unwrap_or_else(|| event.map(|e| e.queue_id.clone()).unwrap_or_default());
+    let direction = match event.map_or(0, |e| e.direction) {
+        0 => call.map_or(0, |c| c.direction),
+        d => d,
+    };
+    EventMeta {
+        call_id: event.map(|e| e.call_id.clone()).unwrap_or_default(),
+        conversation_id: event.map(|e| e.conversation_id.clone()).unwrap_or_default(),
+        event_type: event.and_then(|e| EventType::from_number(e.r#type)),
+        vendor: event.and_then(|e| Vendor::from_number(e.vendor)),
+        direction: Direction::from_number(direction),
+        agent_ids,
+        queue_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_parts_are_the_event_field_occurrences_of_the_update() {
+        let update = pb::CallUpdate {
+            event: Some(pb::CallEvent { call_id: "sf:x".into(), call_sequence: 3, ..Default::default() }),
+            call: Some(pb::Call { call_id: "sf:x".into(), ..Default::default() }),
+        };
+        let mut bytes = update.encode_to_vec();
+        bytes.extend(convert::sequence_suffix(42, true));
+        let record = Record::from_update(42, &update, &bytes).unwrap();
+        let parts = record.event_parts().unwrap();
+        assert_eq!(parts.len(), 2);
+        let mut event = pb::CallEvent::default();
+        for p in parts {
+            event.merge(p).unwrap();
+        }
+        assert_eq!((event.call_id.as_str(), event.call_sequence, event.sequence), ("sf:x", 3, 42));
+    }
+
+    #[test]
+    fn a_truncated_update_is_an_error_not_a_panic() {
+        let record = Record::from_parts(1, "t".into(), Utc::now(), EventMeta::default(), &[0x0a, 0x05, 0x01]);
+        assert!(record.event_parts().is_err());
+    }
+}
