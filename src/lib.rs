@@ -26,6 +26,7 @@ pub mod domain;
 pub mod grpc;
 pub mod http;
 pub mod hub;
+pub mod plan;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -10,13 +10,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hashbrown::{Equivalent, HashMap};
 
-use super::planner::{self, DedupEntry, StateView};
 use super::{
     CallQuery, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, Store, StoreError,
     StoreOptions,
 };
 use crate::domain::{Call, TenantId};
 use crate::hub::Hub;
+use crate::plan::{self, DedupEntry, StateView};
 
 /// `(tenant, id)`. Maps are hashbrown's (foldhash): every ingest looks up
 /// several keys, and SipHash plus two `String`s per lookup showed up in
@@ -53,6 +53,8 @@ struct Inner {
 }
 
 impl StateView for Inner {
+    type Error = StoreError;
+
     fn call(&mut self, tenant: &str, call_id: &str) -> Result<Option<Call>, StoreError> {
         Ok(self.calls.get(&KeyRef(tenant, call_id)).cloned())
     }
@@ -111,7 +113,7 @@ impl Store for MemoryStore {
     async fn ingest(&self, batch: IngestBatch) -> Result<IngestResult, StoreError> {
         let mut inner = self.lock()?;
         let mut next = inner.last + 1;
-        let plan = planner::plan(&batch, &mut *inner, &mut next, &self.opts)?;
+        let plan = plan::plan(&batch, &mut *inner, &mut next, self.opts.windows())?;
         let tenant = batch.tenant.as_str().to_string();
         for (key, entry) in plan.dedup_writes {
             inner.dedup.insert((tenant.clone(), key), entry);
@@ -130,7 +132,7 @@ impl Store for MemoryStore {
                     let ids = inner.correlated.entry((tenant.clone(), key.clone())).or_default();
                     ids.retain(|id| *id != call.call_id);
                     ids.push(call.call_id.clone());
-                    if ids.len() > planner::CORRELATION_CANDIDATES {
+                    if ids.len() > plan::CORRELATION_CANDIDATES {
                         ids.remove(0);
                     }
                 }

@@ -4,13 +4,16 @@
 //! * [`sqlite`]: the default; one file, WAL, one writer thread with group
 //!   commit; survives `kill -9`.
 //!
-//! Every store runs the same [`planner`] (dedup, call-id resolution, state
-//! machine, sequence assignment) in one serialized section per commit, and
-//! hands committed records to the [`Hub`](crate::hub::Hub) in log order.
+//! * [`nats`]: NATS JetStream shared by many replicas.
+//!
+//! Every store runs the same [ingest plan](crate::plan) (dedup, call-id
+//! resolution, state machine): memory and sqlite in one serialized section
+//! per commit, NATS over state it prefetched. A store fetches and writes; it
+//! does not decide. Each hands committed records to the
+//! [`Hub`](crate::hub::Hub) in log order.
 
 pub mod memory;
 pub mod nats;
-pub mod planner;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -19,46 +22,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Call, CallState, Direction, Normalized, TenantId, Vendor};
+use crate::domain::{Call, CallState, Direction, TenantId, Vendor};
 
 use crate::codec::Record;
-
-/// One ingest request, ready for the store.
-#[derive(Clone, Debug)]
-pub struct IngestBatch {
-    /// Owner.
-    pub tenant: TenantId,
-    /// The request's idempotency key, when given.
-    pub request_id: Option<String>,
-    /// What the adapter made of the payload.
-    pub normalized: Normalized,
-    /// Server receive time.
-    pub received_at: DateTime<Utc>,
-    /// The bridge's receive time, when given.
-    pub bridge_received_at: Option<DateTime<Utc>>,
-}
-
-/// What became of an ingest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IngestOutcome {
-    /// New events were appended.
-    Accepted,
-    /// Nothing new.
-    Duplicate,
-    /// Not a call event.
-    Ignored,
-}
-
-impl IngestOutcome {
-    /// Label for logs and metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            IngestOutcome::Accepted => "accepted",
-            IngestOutcome::Duplicate => "duplicate",
-            IngestOutcome::Ignored => "ignored",
-        }
-    }
-}
+pub use crate::plan::{IngestBatch, IngestOutcome};
 
 /// The store's answer to an ingest.
 #[derive(Clone, Debug)]
@@ -177,6 +144,13 @@ pub struct StoreOptions {
     pub retention_max_age: Option<Duration>,
     /// At most this many events are kept (`None`: no count limit).
     pub retention_max_events: Option<u64>,
+}
+
+impl StoreOptions {
+    /// The windows the ingest plan applies.
+    pub fn windows(&self) -> crate::plan::Windows {
+        crate::plan::Windows { dedup: self.dedup_window, correlation: self.correlation_window }
+    }
 }
 
 impl Default for StoreOptions {

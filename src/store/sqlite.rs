@@ -25,13 +25,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
-use super::planner::{self, DedupEntry, StateView};
 use super::{
     CallQuery, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, StateFilter, Store,
     StoreError, StoreOptions,
 };
 use crate::domain::{Call, CallState, Direction, EventMeta, EventType, TenantId, Vendor};
 use crate::hub::Hub;
+use crate::plan::{self, DedupEntry, StateView};
 
 /// Most ingests committed in one transaction.
 pub const MAX_GROUP: usize = 512;
@@ -518,6 +518,8 @@ impl View<'_, '_> {
 }
 
 impl StateView for View<'_, '_> {
+    type Error = StoreError;
+
     fn call(&mut self, tenant: &str, call_id: &str) -> Result<Option<Call>, StoreError> {
         self.load_call(tenant, call_id)
     }
@@ -528,7 +530,7 @@ impl StateView for View<'_, '_> {
             .prepare_cached(
                 "SELECT call_id FROM calls WHERE tenant = ?1 AND correlation_key = ?2 ORDER BY last_seq DESC LIMIT ?3",
             )?
-            .query_map(params![tenant, key, planner::CORRELATION_CANDIDATES as i64], |r| r.get::<_, String>(0))?
+            .query_map(params![tenant, key, plan::CORRELATION_CANDIDATES as i64], |r| r.get::<_, String>(0))?
             .collect::<Result<_, _>>()?;
         let mut calls = Vec::with_capacity(ids.len());
         for id in ids {
@@ -664,7 +666,7 @@ impl Writer {
         for (batch, _) in group {
             let tenant = batch.tenant.as_str().to_string();
             let mut view = View { tx: &tx, cache: &mut self.cache, pending };
-            let plan = planner::plan(batch, &mut view, &mut self.next_seq, &self.opts)?;
+            let plan = plan::plan(batch, &mut view, &mut self.next_seq, self.opts.windows())?;
             for (key, entry) in &plan.dedup_writes {
                 tx.prepare_cached(
                     "INSERT INTO dedup (tenant, key, created_at, entry_json) VALUES (?1, ?2, ?3, ?4)

@@ -1,395 +1,335 @@
-//! Ingest on JetStream: dedup in KV, the state machine against the call's
-//! KV state, and an optimistic append per event
-//! (`Nats-Expected-Last-Subject-Sequence`) retried when another replica
-//! appended to the same call first.
+//! Ingest on JetStream through the shared [ingest plan](crate::plan): the
+//! store prefetches what the plan will read (dedup entries, calls, the
+//! correlation index) concurrently, runs the plan's steps over it, fetches
+//! again only what a step named and lacked, and writes what the plan decided:
+//! each event is appended with the call's last subject sequence expected, so
+//! a replica that lost a race for a call reloads it and steps the draft
+//! again.
 
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use async_nats::jetstream::{self, kv, stream};
-use bytes::Bytes;
+use futures_util::future::try_join_all;
 
-use super::{BOOKKEEPING_HEADER, Bookkeeping, Inner, MAX_ATTEMPTS, subjects, unavailable};
-use crate::codec::Record;
-use crate::codec::convert;
-use crate::domain::identity::event_id;
-use crate::domain::lifecycle::{self, Applied, ApplyContext};
-use crate::domain::{Call, CallRef, EventType, Identity, TenantId};
-use crate::store::planner::{self, CORRELATION_CANDIDATES, DedupEntry};
+use super::{Bookkeeping, Inner, MAX_ATTEMPTS, subjects};
+use crate::codec::{Record, convert};
+use crate::domain::{Call, CallEvent, CallRef, TenantId};
+use crate::plan::{self, DedupEntry, Planning, Screened, StateView, Step};
 use crate::store::{IngestBatch, IngestOutcome, IngestResult, StoreError};
 
-impl Inner {
-    pub(super) async fn dedup_get(&self, tenant: &TenantId, key: &str) -> Result<Option<DedupEntry>, StoreError> {
-        let v = self.dedup.get(subjects::hashed_key(tenant.as_str(), key)).await.map_err(unavailable)?;
-        Ok(v.and_then(|b| serde_json::from_slice(&b).ok()))
-    }
+/// How many times a step may name state it lacked before the ingest gives
+/// up (each round fetches everything named so far; two suffice in practice).
+const MAX_FETCH_ROUNDS: usize = 4;
 
-    pub(super) async fn dedup_put(&self, tenant: &TenantId, key: &str, entry: &DedupEntry) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(entry)?;
-        self.dedup.put(subjects::hashed_key(tenant.as_str(), key), bytes.into()).await.map_err(unavailable)?;
-        Ok(())
-    }
+/// Something the plan reads.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Need {
+    Dedup(String),
+    Call(String),
+    Correlated(String),
+}
 
-    pub(super) async fn call_entry(&self, tenant: &TenantId, call_id: &str) -> Result<Option<(Call, u64)>, StoreError> {
-        let e = self.calls.entry(subjects::call_key(tenant.as_str(), call_id)).await.map_err(unavailable)?;
-        match e {
-            Some(e) if e.operation == kv::Operation::Put => {
-                let call: Call = serde_json::from_slice(&e.value)?;
-                Ok(Some((call, e.revision)))
-            }
-            _ => Ok(None),
+/// What an ingest fetched for the plan, as a [`StateView`]: a read of
+/// anything not fetched yet is answered empty and noted in `needs`, and the
+/// step is run again once it has been fetched.
+#[derive(Default)]
+struct Fetched {
+    dedup: HashMap<String, Option<DedupEntry>>,
+    /// Calls with the KV revision they were read at.
+    calls: HashMap<String, Option<(Call, u64)>>,
+    correlated: HashMap<String, Vec<String>>,
+    needs: Vec<Need>,
+}
+
+impl Fetched {
+    fn need(&mut self, need: Need) {
+        if !self.needs.contains(&need) {
+            self.needs.push(need);
         }
     }
 
-    /// Writes a call's state with compare-and-set on `revision` (`None`:
-    /// the key must not exist). A lost race with a state at least as new is
-    /// fine; an older one is retried on the fresh revision.
-    pub(super) async fn save_call(&self, call: &Call, mut revision: Option<u64>) -> Result<(), StoreError> {
-        let key = subjects::call_key(&call.tenant_id, &call.call_id);
-        let bytes: Bytes = serde_json::to_vec(call)?.into();
-        for _ in 0..MAX_ATTEMPTS {
-            let done = match revision {
-                Some(rev) => self.calls.update(&key, bytes.clone(), rev).await.map(|_| ()).map_err(|e| e.to_string()),
-                None => self.calls.create(&key, bytes.clone()).await.map(|_| ()).map_err(|e| e.to_string()),
-            };
-            if done.is_ok() {
-                return Ok(());
-            }
-            match self.calls.entry(&key).await.map_err(unavailable)? {
-                Some(e) if e.operation == kv::Operation::Put => {
-                    let stored: Call = serde_json::from_slice(&e.value)?;
-                    if stored.last_sequence >= call.last_sequence {
-                        return Ok(());
-                    }
-                    revision = Some(e.revision);
-                }
-                Some(e) => revision = Some(e.revision),
-                None => revision = None,
+    fn revision(&self, call_id: &str) -> Option<u64> {
+        self.calls.get(call_id).and_then(|c| c.as_ref().map(|(_, rev)| *rev))
+    }
+}
+
+impl StateView for Fetched {
+    type Error = Infallible;
+
+    fn call(&mut self, _tenant: &str, call_id: &str) -> Result<Option<Call>, Infallible> {
+        match self.calls.get(call_id) {
+            Some(c) => Ok(c.as_ref().map(|(c, _)| c.clone())),
+            None => {
+                self.need(Need::Call(call_id.to_string()));
+                Ok(None)
             }
         }
-        Err(StoreError::Unavailable("call state contention".into()))
     }
 
-    /// Brings a call's KV state up to the last message of its subject (after
-    /// a replica died between appending and saving). Returns the call.
-    ///
-    /// Returns the sequence of the subject's last message (0 when retention
-    /// removed them all), which is what the next append must expect: the
-    /// call's state may outlive its messages.
-    pub(super) async fn repair(&self, tenant: &TenantId, call_id: &str) -> Result<u64, StoreError> {
-        let subject = subjects::call_subject(&self.nats.subject_prefix, tenant.as_str(), call_id);
-        let last = match self.stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(m) => m,
-            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => return Ok(0),
-            Err(e) => return Err(unavailable(e)),
+    fn correlated(&mut self, _tenant: &str, key: &str) -> Result<Vec<Call>, Infallible> {
+        let Some(ids) = self.correlated.get(key).cloned() else {
+            self.need(Need::Correlated(key.to_string()));
+            return Ok(Vec::new());
         };
-        let current = self.call_entry(tenant, call_id).await?;
-        let (_, call) = self.to_record(last.sequence, &last.payload, Some(&last.headers))?;
-        if let Some(call) = call
-            && current.as_ref().is_none_or(|(c, _)| c.last_sequence < call.last_sequence)
-        {
-            self.save_call(&call, current.map(|(_, rev)| rev)).await?;
-        }
-        Ok(last.sequence)
-    }
-
-    pub(super) async fn correlated(
-        &self,
-        tenant: &TenantId,
-        key: &str,
-    ) -> Result<(Vec<Call>, Option<u64>), StoreError> {
-        let k = subjects::hashed_key(tenant.as_str(), key);
-        let entry = self.correlation.entry(&k).await.map_err(unavailable)?;
-        let (ids, rev): (Vec<String>, Option<u64>) = match entry {
-            Some(e) if e.operation == kv::Operation::Put => {
-                (serde_json::from_slice(&e.value).unwrap_or_default(), Some(e.revision))
-            }
-            _ => (Vec::new(), None),
-        };
-        let mut calls = Vec::new();
+        let mut calls = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some((c, _)) = self.call_entry(tenant, &id).await? {
-                calls.push(c);
+            match self.calls.get(&id) {
+                Some(Some((c, _))) => calls.push(c.clone()),
+                Some(None) => {}
+                None => self.need(Need::Call(id)),
             }
         }
         calls.sort_by_key(|c| std::cmp::Reverse(c.last_sequence));
-        Ok((calls, rev))
+        Ok(calls)
     }
 
-    pub(super) async fn remember_correlation(
+    fn dedup(&mut self, _tenant: &str, key: &str) -> Result<Option<DedupEntry>, Infallible> {
+        match self.dedup.get(key) {
+            Some(e) => Ok(e.clone()),
+            None => {
+                self.need(Need::Dedup(key.to_string()));
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// What the plan will certainly read of a batch: its dedup keys and its
+/// drafts' calls or correlation indexes. Fetched in one concurrent round.
+fn first_needs(batch: &IngestBatch) -> Vec<Need> {
+    let n = &batch.normalized;
+    let mut needs: Vec<Need> = batch.request_id.iter().map(|r| Need::Dedup(format!("req:{r}"))).collect();
+    needs.push(Need::Dedup(n.identity.key()));
+    needs.extend(n.aliases.iter().filter(|a| !a.is_content_hash()).map(|a| Need::Dedup(a.key())));
+    for draft in &n.events {
+        let need = match &draft.call {
+            Some(CallRef::Id(id)) => Need::Call(id.clone()),
+            Some(CallRef::Correlate(c)) => Need::Correlated(c.key.clone()),
+            None => continue,
+        };
+        if !needs.contains(&need) {
+            needs.push(need);
+        }
+    }
+    needs
+}
+
+/// One fetched answer.
+enum Got {
+    Dedup(String, Option<DedupEntry>),
+    Call(String, Option<(Call, u64)>),
+    Correlated(String, Vec<String>, Vec<(String, Option<(Call, u64)>)>),
+}
+
+/// The events an ingest appended, and those the log already held.
+#[derive(Default)]
+struct Written {
+    appended: Vec<Arc<Record>>,
+    existing: Vec<Arc<Record>>,
+}
+
+impl Inner {
+    /// Fetches `needs` concurrently into `into`.
+    async fn fetch(&self, tenant: &TenantId, needs: Vec<Need>, into: &mut Fetched) -> Result<(), StoreError> {
+        let got = try_join_all(needs.into_iter().map(|need| async move {
+            Ok::<_, StoreError>(match need {
+                Need::Dedup(k) => {
+                    let e = self.dedup_get(tenant, &k).await?;
+                    Got::Dedup(k, e)
+                }
+                Need::Call(id) => {
+                    let c = self.call_entry(tenant, &id).await?;
+                    Got::Call(id, c)
+                }
+                Need::Correlated(key) => {
+                    let ids = self.correlated_ids(tenant, &key).await?;
+                    let calls = try_join_all(ids.iter().map(|id| async move {
+                        Ok::<_, StoreError>((id.clone(), self.call_entry(tenant, id).await?))
+                    }))
+                    .await?;
+                    Got::Correlated(key, ids, calls)
+                }
+            })
+        }))
+        .await?;
+        for g in got {
+            match g {
+                Got::Dedup(k, e) => drop(into.dedup.insert(k, e)),
+                Got::Call(id, c) => drop(into.calls.insert(id, c)),
+                Got::Correlated(key, ids, calls) => {
+                    into.correlated.insert(key, ids);
+                    for (id, c) in calls {
+                        into.calls.entry(id).or_insert(c);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a plan step over `fetched`, fetching what it named and lacked
+    /// and running it again, until it lacks nothing.
+    async fn settle<T>(
         &self,
         tenant: &TenantId,
-        key: &str,
-        call_id: &str,
-    ) -> Result<(), StoreError> {
-        let k = subjects::hashed_key(tenant.as_str(), key);
-        for _ in 0..MAX_ATTEMPTS {
-            let entry = self.correlation.entry(&k).await.map_err(unavailable)?;
-            let (mut ids, rev): (Vec<String>, Option<u64>) = match entry {
-                Some(e) if e.operation == kv::Operation::Put => {
-                    (serde_json::from_slice(&e.value).unwrap_or_default(), Some(e.revision))
-                }
-                Some(e) => (Vec::new(), Some(e.revision)),
-                None => (Vec::new(), None),
-            };
-            if ids.last().map(String::as_str) == Some(call_id) {
-                return Ok(());
+        fetched: &mut Fetched,
+        mut step: impl FnMut(&mut Fetched) -> Result<T, Infallible>,
+    ) -> Result<T, StoreError> {
+        for _ in 0..MAX_FETCH_ROUNDS {
+            fetched.needs.clear();
+            let Ok(out) = step(fetched);
+            if fetched.needs.is_empty() {
+                return Ok(out);
             }
-            ids.retain(|i| i != call_id);
-            ids.push(call_id.to_string());
-            if ids.len() > CORRELATION_CANDIDATES {
-                ids.remove(0);
-            }
-            let bytes: Bytes = serde_json::to_vec(&ids)?.into();
-            let ok = match rev {
-                Some(r) => self.correlation.update(&k, bytes, r).await.is_ok(),
-                None => self.correlation.create(&k, bytes).await.is_ok(),
-            };
-            if ok {
-                return Ok(());
-            }
+            let needs = std::mem::take(&mut fetched.needs);
+            self.fetch(tenant, needs, fetched).await?;
         }
-        Err(StoreError::Unavailable("correlation index contention".into()))
-    }
-
-    /// Records of the given sequences that are still in the stream.
-    pub(super) async fn records(&self, seqs: &[u64]) -> Result<Vec<Arc<Record>>, StoreError> {
-        let mut out = Vec::with_capacity(seqs.len());
-        for &s in seqs {
-            match self.stream.get_raw_message(s).await {
-                Ok(m) => out.push(self.to_record(m.sequence, &m.payload, Some(&m.headers))?.0),
-                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => {}
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Publishes one event; `Ok(None)` when the call moved on under us.
-    pub(super) async fn publish(
-        &self,
-        subject: String,
-        payload: Bytes,
-        id: &str,
-        book: &Bookkeeping,
-        expected: Option<u64>,
-    ) -> Result<Option<jetstream::publish::PublishAck>, StoreError> {
-        let mut msg = jetstream::message::PublishMessage::build().payload(payload).message_id(id);
-        msg = msg.header(BOOKKEEPING_HEADER, serde_json::to_string(book)?.as_str());
-        if let Some(e) = expected {
-            msg = msg.expected_last_subject_sequence(e);
-        }
-        let js = jetstream::ContextBuilder::new().timeout(self.nats.request_timeout).build(self.client.clone());
-        let ack = js.send_publish(subject, msg).await.map_err(unavailable)?;
-        match ack.await {
-            Ok(ack) => Ok(Some(ack)),
-            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => Ok(None),
-            Err(e) => Err(unavailable(e)),
-        }
+        Err(StoreError::Unavailable("the ingest plan kept needing more state; retry".into()))
     }
 
     pub(super) async fn ingest(&self, batch: IngestBatch) -> Result<IngestResult, StoreError> {
         self.connected()?;
         let tenant = &batch.tenant;
-        let n = &batch.normalized;
-        let now = batch.received_at;
-        let live = |e: Option<DedupEntry>| {
-            e.filter(|e| (now - e.created_at).to_std().map_or(true, |a| a <= self.opts.dedup_window))
-        };
-        let request_key = batch.request_id.as_ref().map(|r| format!("req:{r}"));
-        if let Some(k) = &request_key
-            && let Some(entry) = live(self.dedup_get(tenant, k).await?)
-        {
-            return Ok(IngestResult {
-                outcome: IngestOutcome::Duplicate,
-                records: self.records(&entry.sequences).await?,
-                dedup_hit: Some("request_id"),
-            });
-        }
-        let identity_key = n.identity.key();
-        if let Some(entry) = live(self.dedup_get(tenant, &identity_key).await?) {
-            let repeat = if !n.identity.is_content_hash() || entry.call_id.is_empty() {
-                true
-            } else {
-                self.call_entry(tenant, &entry.call_id)
-                    .await?
-                    .is_some_and(|(c, _)| c.call_sequence == entry.call_sequence)
-            };
-            if repeat {
-                if let Some(k) = &request_key {
-                    self.dedup_put(tenant, k, &entry).await?;
-                }
-                let hit = match n.identity {
-                    Identity::VendorId(_) => "vendor_id",
-                    Identity::Natural(_) => "natural_key",
-                    Identity::ContentHash(_) => "content_hash",
-                };
-                return Ok(IngestResult {
-                    outcome: IngestOutcome::Duplicate,
-                    records: self.records(&entry.sequences).await?,
-                    dedup_hit: Some(hit),
-                });
-            }
-        }
-        for alias in n.aliases.iter().filter(|a| !a.is_content_hash()) {
-            if let Some(entry) = live(self.dedup_get(tenant, &alias.key()).await?) {
-                if let Some(k) = &request_key {
-                    self.dedup_put(tenant, k, &entry).await?;
+        let windows = self.opts.windows();
+        let mut fetched = Fetched::default();
+        self.fetch(tenant, first_needs(&batch), &mut fetched).await?;
+        match self.settle(tenant, &mut fetched, |v| plan::screen(&batch, v, windows)).await? {
+            Screened::Duplicate { entry, hit, remember } => {
+                if let Some((k, e)) = remember {
+                    self.dedup_put(tenant, &k, &e).await?;
                 }
                 let records = self.records(&entry.sequences).await?;
-                return Ok(IngestResult { outcome: IngestOutcome::Duplicate, records, dedup_hit: Some("alias") });
+                return Ok(IngestResult { outcome: IngestOutcome::Duplicate, records, dedup_hit: Some(hit) });
             }
-        }
-        if n.ignored.is_some() {
-            return Ok(IngestResult { outcome: IngestOutcome::Ignored, records: Vec::new(), dedup_hit: None });
-        }
-
-        let mut appended: Vec<Arc<Record>> = Vec::new();
-        let mut existing: Vec<Arc<Record>> = Vec::new();
-        let mut last_call: Option<Call> = None;
-        for (index, draft) in n.events.iter().enumerate() {
-            let mut ctx = ApplyContext {
-                tenant_id: tenant.as_str(),
-                vendor: n.vendor,
-                vendor_event_type: &n.vendor_event_type,
-                received_at: now,
-                bridge_received_at: batch.bridge_received_at,
-                event_id: event_id(tenant.as_str(), n.vendor, &identity_key, draft.event_type, index),
-            };
-            let Some(call_ref) = &draft.call else {
-                let event = lifecycle::agent_event(draft, &ctx);
-                let subject = subjects::agent_subject(&self.nats.subject_prefix, tenant.as_str());
-                let payload = convert::encode_update(&event, None);
-                let ack =
-                    self.publish(subject, payload.clone(), &event.event_id, &Bookkeeping::default(), None).await?;
-                let ack =
-                    ack.ok_or_else(|| StoreError::Backend("unexpected sequence check on an agent subject".into()))?;
-                let (record, _) = self.to_record(ack.sequence, &payload, None)?;
-                if ack.duplicate {
-                    existing.push(record)
-                } else {
-                    appended.push(record)
-                }
-                continue;
-            };
-            let mut done = false;
-            // What the call's subject ends at, when known better than the
-            // call state says (after a repair).
-            let mut subject_last: Option<u64> = None;
-            for _ in 0..MAX_ATTEMPTS {
-                let (call_id, current) = self.resolve(tenant, call_ref, draft.event_type, &batch).await?;
-                if n.identity.is_content_hash() {
-                    let at = current.as_ref().map_or(0, |(c, _)| c.call_sequence);
-                    ctx.event_id =
-                        event_id(tenant.as_str(), n.vendor, &format!("{identity_key}@{at}"), draft.event_type, index);
-                }
-                let expected =
-                    subject_last.take().unwrap_or_else(|| current.as_ref().map_or(0, |(c, _)| c.last_sequence));
-                let revision = current.as_ref().map(|(_, r)| *r);
-                let (mut event, mut call) = match lifecycle::apply(current.map(|(c, _)| c), &call_id, draft, &ctx) {
-                    Applied::Duplicate => {
-                        done = true;
-                        break;
-                    }
-                    Applied::Event { event, call } => (*event, *call),
-                };
-                if let CallRef::Correlate(c) = call_ref {
-                    call.correlation_key = Some(c.key.clone());
-                }
-                let book = Bookkeeping {
-                    first_sequence: call.first_sequence,
-                    vendor_order: call.vendor_order.clone(),
-                    last_vendor_time: call.last_vendor_time,
-                    hold_started_at: call.hold_started_at,
-                    correlation_key: call.correlation_key.clone(),
-                };
-                let subject = subjects::call_subject(&self.nats.subject_prefix, tenant.as_str(), &call_id);
-                let payload = convert::encode_update(&event, Some(&call));
-                match self.publish(subject, payload.clone(), &event.event_id, &book, Some(expected)).await? {
-                    None => {
-                        // Another replica appended to this call (or retention
-                        // removed its messages): catch up and re-apply.
-                        subject_last = Some(self.repair(tenant, &call_id).await?);
-                        continue;
-                    }
-                    Some(ack) if ack.duplicate => {
-                        // Already logged (a concurrent or earlier delivery):
-                        // answer with what the log holds.
-                        existing.extend(self.records(&[ack.sequence]).await?);
-                        self.repair(tenant, &call_id).await?;
-                    }
-                    Some(ack) => {
-                        event.sequence = ack.sequence;
-                        call.last_sequence = ack.sequence;
-                        if call.first_sequence == 0 {
-                            call.first_sequence = ack.sequence;
-                        }
-                        self.save_call(&call, revision).await?;
-                        if let CallRef::Correlate(c) = call_ref {
-                            self.remember_correlation(tenant, &c.key, &call_id).await?;
-                        }
-                        appended.push(Arc::new(Record::from_event(&event, Some(&call))));
-                        last_call = Some(call);
-                    }
-                }
-                done = true;
-                break;
+            Screened::Ignored => {
+                return Ok(IngestResult { outcome: IngestOutcome::Ignored, records: Vec::new(), dedup_hit: None });
             }
-            if !done {
-                return Err(StoreError::Unavailable(format!("call {call_ref:?} is contended by other writers; retry")));
+            Screened::New => {}
+        }
+        let mut planning = Planning::new(&batch);
+        let mut written = Written::default();
+        for index in 0..planning.drafts() {
+            self.append_draft(&mut planning, index, &mut fetched, &mut written).await?;
+        }
+        let logged: Vec<u64> = written.existing.iter().map(|r| r.sequence).collect();
+        let plan = planning.finish(&logged);
+        try_join_all(plan.dedup_writes.iter().map(|(k, e)| self.dedup_put(tenant, k, e))).await?;
+        Ok(match plan.outcome {
+            IngestOutcome::Accepted => {
+                IngestResult { outcome: plan.outcome, records: written.appended, dedup_hit: None }
             }
-        }
-
-        if appended.is_empty() {
-            if let Some(k) = &request_key {
-                let entry = DedupEntry {
-                    call_id: String::new(),
-                    call_sequence: 0,
-                    sequences: existing.iter().map(|r| r.sequence).collect(),
-                    created_at: now,
-                };
-                self.dedup_put(tenant, k, &entry).await?;
-            }
-            return Ok(IngestResult {
-                outcome: IngestOutcome::Duplicate,
-                records: existing,
-                dedup_hit: Some("repeated_state"),
-            });
-        }
-        let entry = DedupEntry {
-            call_id: last_call.as_ref().map(|c| c.call_id.clone()).unwrap_or_default(),
-            call_sequence: last_call.as_ref().map_or(0, |c| c.call_sequence),
-            sequences: appended.iter().map(|r| r.sequence).collect(),
-            created_at: now,
-        };
-        self.dedup_put(tenant, &identity_key, &entry).await?;
-        for alias in &n.aliases {
-            self.dedup_put(tenant, &alias.key(), &entry).await?;
-        }
-        if let Some(k) = &request_key {
-            self.dedup_put(tenant, k, &entry).await?;
-        }
-        Ok(IngestResult { outcome: IngestOutcome::Accepted, records: appended, dedup_hit: None })
+            _ => IngestResult { outcome: plan.outcome, records: written.existing, dedup_hit: plan.dedup_hit },
+        })
     }
 
-    /// The call an event belongs to (see the planner's rules) and its state.
-    pub(super) async fn resolve(
+    /// Steps draft `index` and appends its event, stepping again on the
+    /// call's fresh state when another replica appended to it first.
+    async fn append_draft(
         &self,
-        tenant: &TenantId,
-        call_ref: &CallRef,
-        event_type: EventType,
-        batch: &IngestBatch,
-    ) -> Result<(String, Option<(Call, u64)>), StoreError> {
-        match call_ref {
-            CallRef::Id(id) => Ok((id.clone(), self.call_entry(tenant, id).await?)),
-            CallRef::Correlate(c) => {
-                let (candidates, _) = self.correlated(tenant, &c.key).await?;
-                if let Some(call) = planner::correlate(&candidates, c, event_type, batch.received_at, &self.opts) {
-                    let id = call.call_id.clone();
-                    return Ok((id.clone(), self.call_entry(tenant, &id).await?));
+        planning: &mut Planning<'_>,
+        index: usize,
+        fetched: &mut Fetched,
+        written: &mut Written,
+    ) -> Result<(), StoreError> {
+        let windows = self.opts.windows();
+        let tenant = planning.tenant().clone();
+        // What the call's subject ends at, when known better than the call
+        // state says (after a repair).
+        let mut subject_last: Option<u64> = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let step = self.settle(&tenant, fetched, |v| planning.step(index, v, windows)).await?;
+            let Step::Event { event, call, based_on } = step else {
+                return Ok(());
+            };
+            let Some(call) = call else {
+                return self.append_agent_event(planning, index, *event, written).await;
+            };
+            let call_id = call.call_id.clone();
+            let expected = subject_last.take().unwrap_or(based_on);
+            let revision = fetched.revision(&call_id);
+            let subject = subjects::call_subject(&self.nats.subject_prefix, tenant.as_str(), &call_id);
+            let payload = convert::encode_update(&event, Some(&call));
+            let book = Bookkeeping::of(&call);
+            match self.publish(subject, payload, &event.event_id, &book, Some(expected)).await? {
+                None => {
+                    // Another replica appended to this call (or retention
+                    // removed its messages): catch up and step again.
+                    subject_last = Some(self.repair(&tenant, &call_id).await?);
+                    fetched.calls.remove(&call_id);
                 }
-                let id = planner::new_correlated_id(tenant.as_str(), c, batch);
-                Ok((id.clone(), self.call_entry(tenant, &id).await?))
+                Some(ack) if ack.duplicate => {
+                    // Already logged (a concurrent or earlier delivery):
+                    // answer with what the log holds.
+                    written.existing.extend(self.records(&[ack.sequence]).await?);
+                    self.repair(&tenant, &call_id).await?;
+                    fetched.calls.remove(&call_id);
+                    return Ok(());
+                }
+                Some(ack) => {
+                    let (event, call) = planning.commit(index, *event, Some(*call), ack.sequence);
+                    let call = call
+                        .as_ref()
+                        .ok_or_else(|| StoreError::Backend("committed call event lost its call".into()))?;
+                    self.save_committed(&tenant, event, call, revision, fetched, written).await?;
+                    return Ok(());
+                }
             }
         }
+        Err(StoreError::Unavailable(format!(
+            "a call of this payload is contended by other writers (draft {index}); retry"
+        )))
+    }
+
+    /// Saves a committed event's call state and correlation entry, and
+    /// answers with its record.
+    async fn save_committed(
+        &self,
+        tenant: &TenantId,
+        event: &CallEvent,
+        call: &Call,
+        revision: Option<u64>,
+        fetched: &mut Fetched,
+        written: &mut Written,
+    ) -> Result<(), StoreError> {
+        let correlation = async {
+            match &call.correlation_key {
+                Some(key) => self.remember_correlation(tenant, key, &call.call_id).await,
+                None => Ok(()),
+            }
+        };
+        let (saved, ()) = tokio::try_join!(self.save_call(call, revision), correlation)?;
+        match saved {
+            Some(rev) => drop(fetched.calls.insert(call.call_id.clone(), Some((call.clone(), rev)))),
+            None => drop(fetched.calls.remove(&call.call_id)),
+        }
+        if let Some(key) = &call.correlation_key {
+            fetched.correlated.remove(key);
+        }
+        written.appended.push(Arc::new(Record::from_event(event, Some(call))));
+        Ok(())
+    }
+
+    /// Appends an agent event (no call, no expectation) to the tenant's
+    /// agent subject.
+    async fn append_agent_event(
+        &self,
+        planning: &mut Planning<'_>,
+        index: usize,
+        event: CallEvent,
+        written: &mut Written,
+    ) -> Result<(), StoreError> {
+        let subject = subjects::agent_subject(&self.nats.subject_prefix, &event.tenant_id);
+        let payload = convert::encode_update(&event, None);
+        let ack = self.publish(subject, payload.clone(), &event.event_id, &Bookkeeping::default(), None).await?;
+        let ack = ack.ok_or_else(|| StoreError::Backend("unexpected sequence check on an agent subject".into()))?;
+        let (record, _) = self.to_record(ack.sequence, &payload, None)?;
+        if ack.duplicate {
+            written.existing.push(record);
+        } else {
+            planning.commit(index, event, None, ack.sequence);
+            written.appended.push(record);
+        }
+        Ok(())
     }
 }

@@ -23,6 +23,7 @@
 //!   snapshots and listings), so a subscriber on any replica sees every
 //!   event of every replica, in stream order.
 
+mod access;
 mod feed;
 mod ingest;
 mod subjects;
@@ -120,6 +121,19 @@ struct Bookkeeping {
     hold_started_at: Option<DateTime<Utc>>,
     #[serde(default)]
     correlation_key: Option<String>,
+}
+
+impl Bookkeeping {
+    /// What a call's messages carry beside its protobuf state.
+    fn of(call: &Call) -> Bookkeeping {
+        Bookkeeping {
+            first_sequence: call.first_sequence,
+            vendor_order: call.vendor_order.clone(),
+            last_vendor_time: call.last_vendor_time,
+            hold_started_at: call.hold_started_at,
+            correlation_key: call.correlation_key.clone(),
+        }
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
