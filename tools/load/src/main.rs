@@ -9,13 +9,9 @@
 //! same bytes) and nats-server core pub/sub. Every scenario ends with one
 //! summary line (see `scenarios`); `scripts/bench` collects them.
 
-#[path = "switchboard_load/client.rs"]
 mod client;
-#[path = "switchboard_load/payloads.rs"]
 mod payloads;
-#[path = "switchboard_load/procs.rs"]
 mod procs;
-#[path = "switchboard_load/scenarios.rs"]
 mod scenarios;
 
 use std::path::PathBuf;
@@ -40,7 +36,7 @@ struct Cli {
     #[arg(long, global = true, default_value = "/usr/sbin/nats-server")]
     nats_bin: PathBuf,
     /// Vendor fixtures directory.
-    #[arg(long, global = true, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))]
+    #[arg(long, global = true, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures"))]
     fixtures: PathBuf,
     /// Scratch directory for the servers' data.
     #[arg(long, global = true, default_value = "target/bench/work")]
@@ -199,7 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<scenarios::Summary> {
     };
     anyhow::ensure!(
         server_bin.exists(),
-        "no server binary at {} (build it: cargo build --release)",
+        "no server binary at {} (build it: cargo build --release --workspace)",
         server_bin.display()
     );
     let ctx = scenarios::Ctx {
