@@ -2,6 +2,7 @@
 //! assembly (health, reflection, gRPC-Web, CORS, keepalive, limits).
 
 pub mod access;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod calls;
 pub mod convert;

@@ -51,6 +51,7 @@ impl<Req> Default for EncodedCodec<Req> {
 pub type SubscribeCodec = EncodedCodec<pb::SubscribeRequest>;
 
 /// `BenchService.NoopSubscribe`: the same pre-encoded path as Subscribe.
+#[cfg(feature = "bench")]
 pub type NoopSubscribeCodec = EncodedCodec<crate::proto::bench::v1::NoopSubscribeRequest>;
 
 impl<Req: Message + Default + Send + 'static> Codec for EncodedCodec<Req> {

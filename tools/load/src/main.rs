@@ -29,7 +29,8 @@ fn secs(s: &str) -> Result<Duration, String> {
 #[derive(Parser, Debug)]
 #[command(name = "switchboard-load", version)]
 struct Cli {
-    /// The switchboard server binary [default: `switchboard` beside this one].
+    /// The switchboard server binary, built with the `bench` feature
+    /// [default: `switchboard` beside this one].
     #[arg(long, global = true)]
     server_bin: Option<PathBuf>,
     /// The nats-server binary (Debian package `nats-server`).
@@ -195,7 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<scenarios::Summary> {
     };
     anyhow::ensure!(
         server_bin.exists(),
-        "no server binary at {} (build it: cargo build --release --workspace)",
+        "no server binary at {} (build it: cargo build --release --workspace --features bench)",
         server_bin.display()
     );
     let ctx = scenarios::Ctx {
