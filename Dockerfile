@@ -19,7 +19,8 @@ FROM rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
 
 COPY . .
-# BuildKit cache mounts keep the crate downloads and the target directory between builds,
+# Only the server, with default features: no `bench` (BenchService) and not the
+# load tool (tools/load). BuildKit cache mounts keep the crate downloads and the target directory between builds,
 # so a change to src/ recompiles only this crate.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \

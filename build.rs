@@ -20,21 +20,27 @@ const PROTOS: &[&str] = &[
     "proto/switchboard/v1/call_service.proto",
 ];
 
-/// Benchmark baselines (`--enable-bench-service`); kept out of the main
-/// descriptor set so reflection lists them only when they are served.
+/// Benchmark baselines (`--enable-bench-service`), generated only with the
+/// `bench` cargo feature; kept out of the main descriptor set so reflection
+/// lists them only when they are served.
 const BENCH_PROTO: &str = "switchboard/bench/v1/bench_service.proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     println!("cargo:rerun-if-changed=proto");
+    let with_bench = env::var_os("CARGO_FEATURE_BENCH").is_some();
 
     let mut files: Vec<String> = PROTOS.iter().map(|p| p.to_string()).collect();
-    files.push(format!("proto/{BENCH_PROTO}"));
+    if with_bench {
+        files.push(format!("proto/{BENCH_PROTO}"));
+    }
     let fds = protox::compile(&files, ["proto"])?;
     let (bench, main): (Vec<_>, Vec<_>) = fds.file.iter().cloned().partition(|f| f.name() == BENCH_PROTO);
     let set = |file| prost_types::FileDescriptorSet { file }.encode_to_vec();
     fs::write(out_dir.join("switchboard_descriptor.bin"), set(main))?;
-    fs::write(out_dir.join("switchboard_bench_descriptor.bin"), set(bench))?;
+    if with_bench {
+        fs::write(out_dir.join("switchboard_bench_descriptor.bin"), set(bench))?;
+    }
 
     tonic_prost_build::configure()
         .build_server(false)
@@ -45,11 +51,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".switchboard.bench.v1.NoopSubscribeRequest.replay_update")
         .compile_fds(fds)?;
 
-    tonic_build::manual::Builder::new().build_client(false).compile(&[
-        ingest_service(),
-        call_service(),
-        bench_service(),
-    ]);
+    let mut services = vec![ingest_service(), call_service()];
+    if with_bench {
+        services.push(bench_service());
+    }
+    tonic_build::manual::Builder::new().build_client(false).compile(&services);
     Ok(())
 }
 

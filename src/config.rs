@@ -176,7 +176,9 @@ pub struct ServeArgs {
     pub otlp_endpoint: Option<String>,
     /// Also serve switchboard.bench.v1.BenchService, the no-op baselines
     /// that `switchboard-load` and `scripts/bench` measure against. For
-    /// benchmarks only; leave it off in production [default: off].
+    /// benchmarks only; leave it off in production [default: off]. Only in
+    /// builds with the `bench` cargo feature.
+    #[cfg(feature = "bench")]
     #[arg(long, env = "SWITCHBOARD_ENABLE_BENCH_SERVICE")]
     pub enable_bench_service: bool,
     /// Validate the configuration, print it, and exit.
@@ -242,6 +244,7 @@ struct FileConfig {
     rate_limit_per_second: Option<f64>,
     rate_limit_burst: Option<f64>,
     otlp_endpoint: Option<String>,
+    #[cfg(feature = "bench")]
     enable_bench_service: Option<bool>,
 }
 
@@ -310,7 +313,9 @@ pub struct Config {
     pub rate_limit_burst: f64,
     /// OTLP trace collector.
     pub otlp_endpoint: Option<String>,
-    /// Serve the benchmark baselines (`switchboard.bench.v1.BenchService`).
+    /// Serve the benchmark baselines (`switchboard.bench.v1.BenchService`;
+    /// cargo feature `bench`).
+    #[cfg(feature = "bench")]
     pub enable_bench_service: bool,
 }
 
@@ -355,6 +360,7 @@ impl Default for Config {
             rate_limit_per_second: 0.0,
             rate_limit_burst: 0.0,
             otlp_endpoint: None,
+            #[cfg(feature = "bench")]
             enable_bench_service: false,
         }
     }
@@ -470,6 +476,7 @@ impl Config {
             rate_limit_per_second: args.rate_limit_per_second.or(file.rate_limit_per_second).unwrap_or(0.0),
             rate_limit_burst: 0.0,
             otlp_endpoint: args.otlp_endpoint.clone().or(file.otlp_endpoint),
+            #[cfg(feature = "bench")]
             enable_bench_service: args.enable_bench_service || file.enable_bench_service.unwrap_or(false),
         };
         let mut cfg = cfg;

@@ -10,7 +10,9 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/switchboard.v1.CallService.rs"));
 }
 
-/// `switchboard.bench.v1`: the no-op baselines of `--enable-bench-service`.
+/// `switchboard.bench.v1`: the no-op baselines of `--enable-bench-service`
+/// (cargo feature `bench`).
+#[cfg(feature = "bench")]
 pub mod bench {
     /// Messages, client and server of `BenchService`.
     pub mod v1 {
@@ -23,6 +25,7 @@ pub mod bench {
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/switchboard_descriptor.bin"));
 
 /// The encoded `FileDescriptorSet` of `switchboard.bench.v1` (reflection
-/// serves it only with `--enable-bench-service`).
+/// serves it only with `--enable-bench-service`; cargo feature `bench`).
+#[cfg(feature = "bench")]
 pub const BENCH_FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/switchboard_bench_descriptor.bin"));

@@ -109,7 +109,8 @@ pub type SubscribeCodec = EncodedCodec<pb::SubscribeRequest>;
 pub type IngestCodec = EncodedCodec<pb::IngestRequest>;
 
 /// `BenchService.NoopSubscribe`: the same pre-encoded path as Subscribe.
-pub type NoopSubscribeCodec = EncodedCodec<crate::codec::proto::bench::v1::NoopSubscribeRequest>;
+#[cfg(feature = "bench")]
+pub type NoopSubscribeCodec = EncodedCodec<super::proto::bench::v1::NoopSubscribeRequest>;
 
 impl<Req: Message + Default + Send + 'static> Codec for EncodedCodec<Req> {
     type Encode = EncodedResponse;

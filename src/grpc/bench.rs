@@ -1,6 +1,7 @@
 //! `switchboard.bench.v1.BenchService`: the no-op baselines a load generator
-//! measures in the same run as Ingest and Subscribe (BENCHMARKS.md). Served
-//! only with `--enable-bench-service`.
+//! measures in the same run as Ingest and Subscribe (BENCHMARKS.md). Compiled
+//! only with the `bench` cargo feature (which the load tool, `tools/load`,
+//! turns on) and served only with `--enable-bench-service`.
 //!
 //! * `Noop` decodes an `IngestRequest`-shaped message (tonic and prost do
 //!   that before the handler) and answers with a counter: the unary floor.

@@ -3,6 +3,7 @@
 //! keepalive, limits). Encoding lives one floor down, in [`crate::codec`].
 
 pub mod access;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod calls;
 pub mod ingest;

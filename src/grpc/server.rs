@@ -17,6 +17,7 @@ use tonic::service::interceptor::InterceptedService;
 
 use super::access::AuthInterceptor;
 use super::access::RateLimiter;
+#[cfg(feature = "bench")]
 use super::bench::BenchApi;
 use super::calls::CallApi;
 use super::ingest::IngestApi;
@@ -74,6 +75,28 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(86400))
 }
 
+/// Reflection also describes `switchboard.bench.v1` when it is served.
+#[cfg(feature = "bench")]
+fn bench_reflection<'b>(
+    b: tonic_reflection::server::Builder<'b>,
+    config: &Config,
+) -> tonic_reflection::server::Builder<'b> {
+    if config.enable_bench_service {
+        b.register_encoded_file_descriptor_set(proto::BENCH_FILE_DESCRIPTOR_SET)
+    } else {
+        b
+    }
+}
+
+/// Without the `bench` feature there is no bench service to describe.
+#[cfg(not(feature = "bench"))]
+fn bench_reflection<'b>(
+    b: tonic_reflection::server::Builder<'b>,
+    _config: &Config,
+) -> tonic_reflection::server::Builder<'b> {
+    b
+}
+
 /// Serves every service on `incoming` until `shutdown` completes, then
 /// drains in-flight requests (streams end on the services' own shutdown
 /// token).
@@ -93,14 +116,12 @@ where
     H: Health,
 {
     let reflection = || {
-        let b = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-        if config.enable_bench_service {
-            b.register_encoded_file_descriptor_set(proto::BENCH_FILE_DESCRIPTOR_SET)
-        } else {
-            b
-        }
+        bench_reflection(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            config,
+        )
     };
     let reflection_v1 = reflection().build_v1().expect("the embedded descriptor set is valid");
     let reflection_v1alpha = reflection().build_v1alpha().expect("the embedded descriptor set is valid");
@@ -110,7 +131,9 @@ where
             .max_decoding_message_size(max),
         AuthInterceptor::new(auth.clone()),
     );
-    // Benchmark baselines (BENCHMARKS.md), only when asked for.
+    // Benchmark baselines (BENCHMARKS.md), only in a `bench` build and only
+    // when asked for.
+    #[cfg(feature = "bench")]
     let bench = config.enable_bench_service.then(|| {
         tracing::warn!("serving switchboard.bench.v1.BenchService (--enable-bench-service): for benchmarks only");
         InterceptedService::new(
@@ -126,7 +149,7 @@ where
         pb::call_service_server::CallServiceServer::new(CallApi::new(services, limiter)).max_decoding_message_size(max),
         AuthInterceptor::new(auth),
     );
-    Server::builder()
+    let router = Server::builder()
         .accept_http1(true)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(config.keepalive_interval))
@@ -140,8 +163,8 @@ where
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ingest)
-        .add_service(calls)
-        .add_optional_service(bench)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .add_service(calls);
+    #[cfg(feature = "bench")]
+    let router = router.add_optional_service(bench);
+    router.serve_with_incoming_shutdown(incoming, shutdown).await
 }

@@ -1,4 +1,5 @@
-//! `switchboard.bench.v1.BenchService`: served only with
+//! `switchboard.bench.v1.BenchService` (cargo feature `bench`: `cargo test
+//! --features bench --test api bench`): served only with
 //! `--enable-bench-service`; the no-op stream carries what NoopPublish
 //! publishes, wire-compatible with a Subscribe update.
 

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+#[cfg(feature = "bench")]
 mod bench;
 mod conformance;
 mod durability;

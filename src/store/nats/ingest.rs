@@ -118,7 +118,7 @@ fn first_needs(batch: &IngestBatch) -> Vec<Need> {
 /// One fetched answer.
 enum Got {
     Dedup(String, Option<DedupEntry>),
-    Call(String, Option<(Call, u64)>),
+    Call(String, Option<Box<(Call, u64)>>),
     Correlated(String, Vec<String>, Vec<(String, Option<(Call, u64)>)>),
 }
 
@@ -140,7 +140,7 @@ impl Inner {
                 }
                 Need::Call(id) => {
                     let c = self.call_entry(tenant, &id).await?;
-                    Got::Call(id, c)
+                    Got::Call(id, c.map(Box::new))
                 }
                 Need::Correlated(key) => {
                     let ids = self.correlated_ids(tenant, &key).await?;
@@ -156,7 +156,7 @@ impl Inner {
         for g in got {
             match g {
                 Got::Dedup(k, e) => drop(into.dedup.insert(k, e)),
-                Got::Call(id, c) => drop(into.calls.insert(id, c)),
+                Got::Call(id, c) => drop(into.calls.insert(id, c.map(|c| *c))),
                 Got::Correlated(key, ids, calls) => {
                     into.correlated.insert(key, ids);
                     for (id, c) in calls {

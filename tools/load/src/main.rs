@@ -9,13 +9,9 @@
 //! same bytes) and nats-server core pub/sub. Every scenario ends with one
 //! summary line (see `scenarios`); `scripts/bench` collects them.
 
-#[path = "switchboard_load/client.rs"]
 mod client;
-#[path = "switchboard_load/payloads.rs"]
 mod payloads;
-#[path = "switchboard_load/procs.rs"]
 mod procs;
-#[path = "switchboard_load/scenarios.rs"]
 mod scenarios;
 
 use std::path::PathBuf;
@@ -33,14 +29,15 @@ fn secs(s: &str) -> Result<Duration, String> {
 #[derive(Parser, Debug)]
 #[command(name = "switchboard-load", version)]
 struct Cli {
-    /// The switchboard server binary [default: `switchboard` beside this one].
+    /// The switchboard server binary, built with the `bench` feature
+    /// [default: `switchboard` beside this one].
     #[arg(long, global = true)]
     server_bin: Option<PathBuf>,
     /// The nats-server binary (Debian package `nats-server`).
     #[arg(long, global = true, default_value = "/usr/sbin/nats-server")]
     nats_bin: PathBuf,
     /// Vendor fixtures directory.
-    #[arg(long, global = true, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))]
+    #[arg(long, global = true, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures"))]
     fixtures: PathBuf,
     /// Scratch directory for the servers' data.
     #[arg(long, global = true, default_value = "target/bench/work")]
@@ -199,7 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<scenarios::Summary> {
     };
     anyhow::ensure!(
         server_bin.exists(),
-        "no server binary at {} (build it: cargo build --release)",
+        "no server binary at {} (build it: cargo build --release --workspace --features bench)",
         server_bin.display()
     );
     let ctx = scenarios::Ctx {

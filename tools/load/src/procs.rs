@@ -153,7 +153,11 @@ impl Server {
             Ok(l) => l,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 let status = child.wait().ok();
-                bail!("the server exited before serving ({status:?}); its errors are above");
+                bail!(
+                    "the server exited before serving ({status:?}); its errors are above (a server built without \
+                     the `bench` cargo feature rejects --enable-bench-service: cargo build --release --workspace \
+                     --features bench)"
+                );
             }
             Err(_) => {
                 let _ = child.kill();
