@@ -5,7 +5,8 @@
 //! Each knob is declared once, in the `declare_knobs!` table below, with
 //! its default as a `DEFAULT_*` constant; the flags ([`ServeArgs`]), the
 //! file schema and the precedence are generated from it. [`Config`] is what
-//! the server runs with.
+//! the server runs with; the option structs of the store, NATS and the
+//! services take their defaults from [`Config::default`].
 
 mod knobs;
 
@@ -45,7 +46,8 @@ pub enum LogFormat {
     Json,
 }
 
-// The defaults, each written once.
+// The defaults, each written once. The option structs of the store, NATS and
+// the services take theirs from [`Config::default`].
 
 /// `--listen`.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 50051);
