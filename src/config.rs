@@ -8,6 +8,8 @@
 //! the server runs with; the option structs of the store, NATS and the
 //! services take their defaults from [`Config::default`].
 
+#[cfg(test)]
+mod chart;
 mod knobs;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -115,7 +117,8 @@ pub const DEFAULT_RATE_LIMIT_PER_SECOND: f64 = 0.0;
 // Every knob, once: `--foo-bar`, `SWITCHBOARD_FOO_BAR` and the file key
 // `foo_bar` all come from the name `foo_bar`; the help from the doc comment
 // and the default (see `knobs::declare_knobs`). A knob without a default
-// documents what its absence means.
+// documents what its absence means. The Helm chart sets each knob or says why
+// not (`config/chart.rs`).
 declare_knobs! {
     values {
         /// gRPC listen address.
