@@ -16,12 +16,12 @@ use crate::grpc::access::RateLimiter;
 use crate::grpc::server;
 use crate::http::{self, OpsState};
 use crate::hub::Hub;
+use crate::service::Services;
 use crate::service::SubscriberSlots;
-use crate::service::{ServiceOptions, Services};
 use crate::store::memory::MemoryStore;
 use crate::store::nats::NatsStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::{Store, StoreError};
 use crate::telemetry;
 use crate::tls::{ReloadingTls, TlsError, tcp_incoming, tls_incoming};
 
@@ -83,11 +83,7 @@ impl App {
             store,
             hub,
             normalizer: Normalizer::new(phone),
-            options: ServiceOptions {
-                max_payload_bytes: config.max_payload_bytes,
-                heartbeat_interval: config.heartbeat_interval,
-                max_subscribers_per_tenant: config.max_subscribers_per_tenant,
-            },
+            options: config.service_options(),
             shutdown: CancellationToken::new(),
             subscribers: SubscriberSlots::default(),
         });
@@ -231,12 +227,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
 
 /// Opens the configured store.
 pub async fn open_store(config: &Config, hub: Arc<Hub>) -> Result<Arc<dyn Store>, AppError> {
-    let opts = StoreOptions {
-        dedup_window: config.dedup_window,
-        correlation_window: config.correlation_window,
-        retention_max_age: config.retention_max_age,
-        retention_max_events: config.retention_max_events,
-    };
+    let opts = config.store_options();
     Ok(match config.store {
         StoreKind::Memory => Arc::new(MemoryStore::new(hub, opts)),
         StoreKind::Sqlite => Arc::new(SqliteStore::open(&config.data_dir, hub, opts).await?),

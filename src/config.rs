@@ -1,16 +1,30 @@
 //! Configuration: TOML file < `SWITCHBOARD_*` environment < command-line
 //! flags. Every flag `--foo-bar` has the environment twin
 //! `SWITCHBOARD_FOO_BAR` and the file key `foo_bar`.
+//!
+//! Each knob is declared once, in the `declare_knobs!` table below, with
+//! its default as a `DEFAULT_*` constant; the flags ([`ServeArgs`]), the
+//! file schema and the precedence are generated from it. [`Config`] is what
+//! the server runs with; the option structs of the store, NATS and the
+//! services take their defaults from [`Config::default`].
 
-use std::net::SocketAddr;
+#[cfg(test)]
+mod chart;
+mod knobs;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::auth::TokenConfig;
+use crate::service::ServiceOptions;
+use crate::store::StoreOptions;
 use crate::store::nats::NatsOptions;
 use crate::tls::TlsFiles;
+
+use knobs::declare_knobs;
 
 /// Which store backs the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -34,218 +48,175 @@ pub enum LogFormat {
     Json,
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| e.to_string())
-}
+// The defaults, each written once. The option structs of the store, NATS and
+// the services take theirs from [`Config::default`].
 
-/// `switchboard serve` flags. All optional: unset flags fall back to the
-/// config file, then to the defaults in [`Config::default`].
-#[derive(clap::Args, Clone, Debug, Default)]
-pub struct ServeArgs {
-    /// TOML config file (flags and environment override it).
-    #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// gRPC listen address [default: 0.0.0.0:50051].
-    #[arg(long, env = "SWITCHBOARD_LISTEN", value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-    /// HTTP address for /metrics, /healthz and /readyz [default: 0.0.0.0:9090].
-    #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN", value_name = "ADDR")]
-    pub metrics_listen: Option<SocketAddr>,
-    /// Extra plaintext listener serving only grpc.health.v1, for Kubernetes
-    /// gRPC probes (which cannot speak TLS) [default: none].
-    #[arg(long, env = "SWITCHBOARD_HEALTH_LISTEN", value_name = "ADDR")]
-    pub health_listen: Option<SocketAddr>,
-    /// Event log backend [default: sqlite].
-    #[arg(long, env = "SWITCHBOARD_STORE", value_enum)]
-    pub store: Option<StoreKind>,
-    /// Directory of the sqlite store [default: ./data].
-    #[arg(long, env = "SWITCHBOARD_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// NATS server URL(s), comma-separated, for `--store nats`.
-    #[arg(long, env = "SWITCHBOARD_NATS_URL", value_name = "URL")]
-    pub nats_url: Option<String>,
-    /// NATS user name (with --nats-password).
-    #[arg(long, env = "SWITCHBOARD_NATS_USER", value_name = "USER")]
-    pub nats_user: Option<String>,
-    /// NATS password.
-    #[arg(long, env = "SWITCHBOARD_NATS_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
-    /// NATS token.
-    #[arg(long, env = "SWITCHBOARD_NATS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
-    pub nats_token: Option<String>,
-    /// NATS credentials file (JWT and NKey seed).
-    #[arg(long, env = "SWITCHBOARD_NATS_CREDS", value_name = "FILE")]
-    pub nats_creds: Option<PathBuf>,
-    /// CA bundle (PEM) for TLS to NATS.
-    #[arg(long, env = "SWITCHBOARD_NATS_CA", value_name = "FILE")]
-    pub nats_ca: Option<PathBuf>,
-    /// JetStream stream name; the KV buckets are named after it [default: SWITCHBOARD].
-    #[arg(long, env = "SWITCHBOARD_NATS_STREAM", value_name = "NAME")]
-    pub nats_stream: Option<String>,
-    /// Subject prefix of the log [default: switchboard].
-    #[arg(long, env = "SWITCHBOARD_NATS_SUBJECT_PREFIX", value_name = "PREFIX")]
-    pub nats_subject_prefix: Option<String>,
-    /// Replicas of the stream and buckets in a NATS cluster [default: 1].
-    #[arg(long, env = "SWITCHBOARD_NATS_STREAM_REPLICAS", value_name = "N")]
-    pub nats_stream_replicas: Option<usize>,
-    /// JetStream duplicate window for Nats-Msg-Id (broker-side dedup) [default: 2m].
-    #[arg(long, env = "SWITCHBOARD_NATS_DUPLICATE_WINDOW", value_parser = duration, value_name = "DURATION")]
-    pub nats_duplicate_window: Option<Duration>,
-    /// Stream size limit in bytes; 0 means none [default: 0].
-    #[arg(long, env = "SWITCHBOARD_NATS_MAX_BYTES", value_name = "BYTES")]
-    pub nats_max_bytes: Option<u64>,
-    /// Timeout of each NATS request; past it Ingest answers UNAVAILABLE [default: 5s].
-    #[arg(long, env = "SWITCHBOARD_NATS_REQUEST_TIMEOUT", value_parser = duration, value_name = "DURATION")]
-    pub nats_request_timeout: Option<Duration>,
-    /// Log format [default: text].
-    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
-    /// Log filter in `tracing` syntax [default: info].
-    #[arg(long, env = "SWITCHBOARD_LOG_LEVEL", value_name = "FILTER")]
-    pub log_level: Option<String>,
-    /// How long dedup keys (request ids, vendor event ids) are remembered [default: 24h].
-    #[arg(long, env = "SWITCHBOARD_DEDUP_WINDOW", value_parser = duration, value_name = "DURATION")]
-    pub dedup_window: Option<Duration>,
-    /// Remove events older than this; `0` keeps them forever [default: 7d].
-    #[arg(long, env = "SWITCHBOARD_RETENTION_MAX_AGE", value_parser = duration, value_name = "DURATION")]
-    pub retention_max_age: Option<Duration>,
-    /// Keep at most this many events; `0` means no limit [default: 0].
-    #[arg(long, env = "SWITCHBOARD_RETENTION_MAX_EVENTS", value_name = "N")]
-    pub retention_max_events: Option<u64>,
-    /// How often retention runs [default: 1m].
-    #[arg(long, env = "SWITCHBOARD_RETENTION_INTERVAL", value_parser = duration, value_name = "DURATION")]
-    pub retention_interval: Option<Duration>,
-    /// How long an 8x8 agent-panel call (no vendor call id) stays open for correlation without news [default: 4h].
-    #[arg(long, env = "SWITCHBOARD_CORRELATION_WINDOW", value_parser = duration, value_name = "DURATION")]
-    pub correlation_window: Option<Duration>,
-    /// Heartbeat checkpoint interval of Subscribe streams [default: 15s].
-    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_INTERVAL", value_parser = duration, value_name = "DURATION")]
-    pub heartbeat_interval: Option<Duration>,
-    /// Live events queued per subscriber before it is moved to reading the log [default: 1024].
-    #[arg(long, env = "SWITCHBOARD_SUBSCRIBER_BUFFER", value_name = "N")]
-    pub subscriber_buffer: Option<usize>,
-    /// Largest accepted Ingest payload in bytes [default: 262144].
-    #[arg(long, env = "SWITCHBOARD_MAX_PAYLOAD_BYTES", value_name = "BYTES")]
-    pub max_payload_bytes: Option<usize>,
-    /// Largest decoded gRPC request message in bytes [default: 1048576].
-    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", value_name = "BYTES")]
-    pub max_message_bytes: Option<usize>,
-    /// HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS) [default: 1000].
-    #[arg(long, env = "SWITCHBOARD_MAX_CONCURRENT_STREAMS", value_name = "N")]
-    pub max_concurrent_streams: Option<u32>,
-    /// HTTP/2 keepalive ping interval [default: 30s].
-    #[arg(long, env = "SWITCHBOARD_KEEPALIVE_INTERVAL", value_parser = duration, value_name = "DURATION")]
-    pub keepalive_interval: Option<Duration>,
-    /// Close a connection whose keepalive ping is not answered within this [default: 20s].
-    #[arg(long, env = "SWITCHBOARD_KEEPALIVE_TIMEOUT", value_parser = duration, value_name = "DURATION")]
-    pub keepalive_timeout: Option<Duration>,
-    /// Region for national phone numbers (ISO 3166 alpha-2, e.g. US, GB, NL; empty for none) [default: US].
-    #[arg(long, env = "SWITCHBOARD_DEFAULT_REGION", value_name = "CC")]
-    pub default_region: Option<String>,
-    /// After SIGTERM, keep serving this long with health NOT_SERVING so load balancers drain [default: 0s].
-    #[arg(long, env = "SWITCHBOARD_DRAIN_DELAY", value_parser = duration, value_name = "DURATION")]
-    pub drain_delay: Option<Duration>,
-    /// Allowed CORS origins for gRPC-Web, comma-separated; `*` for any [default: *].
-    #[arg(long, env = "SWITCHBOARD_CORS_ORIGINS", value_name = "ORIGINS")]
-    pub cors_origins: Option<String>,
-    /// TOML file of `[[tokens]]` (name, sha256, tenant, roles); turns
-    /// authentication on. Re-read when it changes [default: none].
-    #[arg(long, env = "SWITCHBOARD_AUTH_FILE", value_name = "FILE")]
-    pub auth_file: Option<PathBuf>,
-    /// TLS certificate chain (PEM); with --tls-key turns TLS on. Reloaded when it changes.
-    #[arg(long, env = "SWITCHBOARD_TLS_CERT", value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM).
-    #[arg(long, env = "SWITCHBOARD_TLS_KEY", value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// CA bundle (PEM) client certificates must chain to: turns on mutual TLS.
-    #[arg(long, env = "SWITCHBOARD_TLS_CLIENT_CA", value_name = "FILE")]
-    pub tls_client_ca: Option<PathBuf>,
-    /// Concurrent Subscribe streams per tenant [default: 10000].
-    #[arg(long, env = "SWITCHBOARD_MAX_SUBSCRIBERS_PER_TENANT", value_name = "N")]
-    pub max_subscribers_per_tenant: Option<usize>,
-    /// Requests per second per token (per tenant without auth); 0 disables [default: 0].
-    #[arg(long, env = "SWITCHBOARD_RATE_LIMIT_PER_SECOND", value_name = "N")]
-    pub rate_limit_per_second: Option<f64>,
-    /// Burst allowance of the rate limit [default: twice the rate].
-    #[arg(long, env = "SWITCHBOARD_RATE_LIMIT_BURST", value_name = "N")]
-    pub rate_limit_burst: Option<f64>,
-    /// OTLP/gRPC collector for traces, e.g. http://otel-collector:4317 (needs
-    /// the `otlp` cargo feature) [default: none].
-    #[arg(long, env = "SWITCHBOARD_OTLP_ENDPOINT", value_name = "URL")]
-    pub otlp_endpoint: Option<String>,
-    /// Also serve switchboard.bench.v1.BenchService, the no-op baselines
-    /// that `switchboard-load` and `scripts/bench` measure against. For
-    /// benchmarks only; leave it off in production [default: off]. Only in
-    /// builds with the `bench` cargo feature.
-    #[cfg(feature = "bench")]
-    #[arg(long, env = "SWITCHBOARD_ENABLE_BENCH_SERVICE")]
-    pub enable_bench_service: bool,
-    /// Validate the configuration, print it, and exit.
-    #[arg(long)]
-    pub check_config: bool,
-}
+/// `--listen`.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 50051);
+/// `--metrics-listen`.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9090);
+/// `--store`.
+pub const DEFAULT_STORE: StoreKind = StoreKind::Sqlite;
+/// `--data-dir`.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// The NATS URL of [`NatsOptions::default`]. `--nats-url` itself has no
+/// default: `--store nats` requires it.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// `--nats-stream`.
+pub const DEFAULT_NATS_STREAM: &str = "SWITCHBOARD";
+/// `--nats-subject-prefix`.
+pub const DEFAULT_NATS_SUBJECT_PREFIX: &str = "switchboard";
+/// `--nats-stream-replicas`.
+pub const DEFAULT_NATS_STREAM_REPLICAS: usize = 1;
+/// `--nats-duplicate-window`.
+pub const DEFAULT_NATS_DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60);
+/// `--nats-max-bytes` (0: no limit).
+pub const DEFAULT_NATS_MAX_BYTES: u64 = 0;
+/// `--nats-request-timeout`.
+pub const DEFAULT_NATS_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// `--log-format`.
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
+/// `--log-level`.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// `--dedup-window`.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// `--retention-max-age` (0: keep forever).
+pub const DEFAULT_RETENTION_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `--retention-max-events` (0: no limit).
+pub const DEFAULT_RETENTION_MAX_EVENTS: u64 = 0;
+/// `--retention-interval`.
+pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// `--correlation-window`.
+pub const DEFAULT_CORRELATION_WINDOW: Duration = Duration::from_secs(4 * 3600);
+/// `--heartbeat-interval`.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+/// `--subscriber-buffer`.
+pub const DEFAULT_SUBSCRIBER_BUFFER: usize = 1024;
+/// `--max-payload-bytes`.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// `--max-message-bytes`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// `--max-concurrent-streams`.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1000;
+/// `--keepalive-interval`.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// `--keepalive-timeout`.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// `--default-region`.
+pub const DEFAULT_DEFAULT_REGION: &str = "US";
+/// `--drain-delay`.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::ZERO;
+/// `--cors-origins` (`*`: any).
+pub const DEFAULT_CORS_ORIGINS: &str = "*";
+/// `--max-subscribers-per-tenant`.
+pub const DEFAULT_MAX_SUBSCRIBERS_PER_TENANT: usize = 10_000;
+/// `--rate-limit-per-second` (0: off). `--rate-limit-burst` defaults to
+/// twice the rate (at least 1).
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: f64 = 0.0;
 
-/// The config file: the same keys as the flags.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    metrics_listen: Option<SocketAddr>,
-    health_listen: Option<SocketAddr>,
-    store: Option<StoreKind>,
-    data_dir: Option<PathBuf>,
-    nats_url: Option<String>,
-    nats_user: Option<String>,
-    nats_password: Option<String>,
-    nats_token: Option<String>,
-    nats_creds: Option<PathBuf>,
-    nats_ca: Option<PathBuf>,
-    nats_stream: Option<String>,
-    nats_subject_prefix: Option<String>,
-    nats_stream_replicas: Option<usize>,
-    #[serde(default, with = "humantime_serde")]
-    nats_duplicate_window: Option<Duration>,
-    nats_max_bytes: Option<u64>,
-    #[serde(default, with = "humantime_serde")]
-    nats_request_timeout: Option<Duration>,
-    log_format: Option<LogFormat>,
-    log_level: Option<String>,
-    #[serde(default, with = "humantime_serde")]
-    dedup_window: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    retention_max_age: Option<Duration>,
-    retention_max_events: Option<u64>,
-    #[serde(default, with = "humantime_serde")]
-    retention_interval: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    correlation_window: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    heartbeat_interval: Option<Duration>,
-    subscriber_buffer: Option<usize>,
-    max_payload_bytes: Option<usize>,
-    max_message_bytes: Option<usize>,
-    max_concurrent_streams: Option<u32>,
-    #[serde(default, with = "humantime_serde")]
-    keepalive_interval: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    keepalive_timeout: Option<Duration>,
-    default_region: Option<String>,
-    #[serde(default, with = "humantime_serde")]
-    drain_delay: Option<Duration>,
-    cors_origins: Option<String>,
-    auth_file: Option<PathBuf>,
-    #[serde(default)]
-    tokens: Vec<TokenConfig>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    tls_client_ca: Option<PathBuf>,
-    max_subscribers_per_tenant: Option<usize>,
-    rate_limit_per_second: Option<f64>,
-    rate_limit_burst: Option<f64>,
-    otlp_endpoint: Option<String>,
-    #[cfg(feature = "bench")]
-    enable_bench_service: Option<bool>,
+// Every knob, once: `--foo-bar`, `SWITCHBOARD_FOO_BAR` and the file key
+// `foo_bar` all come from the name `foo_bar`; the help from the doc comment
+// and the default (see `knobs::declare_knobs`). A knob without a default
+// documents what its absence means. The Helm chart sets each knob or says why
+// not (`config/chart.rs`).
+declare_knobs! {
+    values {
+        /// gRPC listen address.
+        listen: SocketAddr = DEFAULT_LISTEN, value_name = "ADDR";
+        /// HTTP address for /metrics, /healthz and /readyz.
+        metrics_listen: SocketAddr = DEFAULT_METRICS_LISTEN, value_name = "ADDR";
+        /// Extra plaintext listener serving only grpc.health.v1, for Kubernetes
+        /// gRPC probes (which cannot speak TLS) [default: none].
+        health_listen: SocketAddr, value_name = "ADDR";
+        /// Event log backend.
+        store: StoreKind = DEFAULT_STORE;
+        /// Directory of the sqlite store.
+        data_dir: PathBuf = DEFAULT_DATA_DIR, value_name = "DIR";
+        /// NATS server URL(s), comma-separated, for `--store nats`.
+        nats_url: String, value_name = "URL";
+        /// NATS user name (with --nats-password).
+        nats_user: String, value_name = "USER";
+        /// NATS password.
+        nats_password: String, value_name = "PASSWORD", hide_env_values = true;
+        /// NATS token.
+        nats_token: String, value_name = "TOKEN", hide_env_values = true;
+        /// NATS credentials file (JWT and NKey seed).
+        nats_creds: PathBuf, value_name = "FILE";
+        /// CA bundle (PEM) for TLS to NATS.
+        nats_ca: PathBuf, value_name = "FILE";
+        /// JetStream stream name; the KV buckets are named after it.
+        nats_stream: String = DEFAULT_NATS_STREAM, value_name = "NAME";
+        /// Subject prefix of the log.
+        nats_subject_prefix: String = DEFAULT_NATS_SUBJECT_PREFIX, value_name = "PREFIX";
+        /// Replicas of the stream and buckets in a NATS cluster.
+        nats_stream_replicas: usize = DEFAULT_NATS_STREAM_REPLICAS, value_name = "N";
+        /// JetStream duplicate window for Nats-Msg-Id (broker-side dedup).
+        nats_duplicate_window: Duration = DEFAULT_NATS_DUPLICATE_WINDOW, value_name = "DURATION";
+        /// Stream size limit in bytes; 0 means none.
+        nats_max_bytes: u64 = DEFAULT_NATS_MAX_BYTES, value_name = "BYTES";
+        /// Timeout of each NATS request; past it Ingest answers UNAVAILABLE.
+        nats_request_timeout: Duration = DEFAULT_NATS_REQUEST_TIMEOUT, value_name = "DURATION";
+        /// Log format.
+        log_format: LogFormat = DEFAULT_LOG_FORMAT;
+        /// Log filter in `tracing` syntax.
+        log_level: String = DEFAULT_LOG_LEVEL, value_name = "FILTER";
+        /// How long dedup keys (request ids, vendor event ids) are remembered.
+        dedup_window: Duration = DEFAULT_DEDUP_WINDOW, value_name = "DURATION";
+        /// Remove events older than this; `0` keeps them forever.
+        retention_max_age: Duration = DEFAULT_RETENTION_MAX_AGE, value_name = "DURATION";
+        /// Keep at most this many events; `0` means no limit.
+        retention_max_events: u64 = DEFAULT_RETENTION_MAX_EVENTS, value_name = "N";
+        /// How often retention runs.
+        retention_interval: Duration = DEFAULT_RETENTION_INTERVAL, value_name = "DURATION";
+        /// How long an 8x8 agent-panel call (no vendor call id) stays open for correlation without news.
+        correlation_window: Duration = DEFAULT_CORRELATION_WINDOW, value_name = "DURATION";
+        /// Heartbeat checkpoint interval of Subscribe streams.
+        heartbeat_interval: Duration = DEFAULT_HEARTBEAT_INTERVAL, value_name = "DURATION";
+        /// Live events queued per subscriber before it is moved to reading the log.
+        subscriber_buffer: usize = DEFAULT_SUBSCRIBER_BUFFER, value_name = "N";
+        /// Largest accepted Ingest payload in bytes.
+        max_payload_bytes: usize = DEFAULT_MAX_PAYLOAD_BYTES, value_name = "BYTES";
+        /// Largest decoded gRPC request message in bytes.
+        max_message_bytes: usize = DEFAULT_MAX_MESSAGE_BYTES, value_name = "BYTES";
+        /// HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+        max_concurrent_streams: u32 = DEFAULT_MAX_CONCURRENT_STREAMS, value_name = "N";
+        /// HTTP/2 keepalive ping interval.
+        keepalive_interval: Duration = DEFAULT_KEEPALIVE_INTERVAL, value_name = "DURATION";
+        /// Close a connection whose keepalive ping is not answered within this.
+        keepalive_timeout: Duration = DEFAULT_KEEPALIVE_TIMEOUT, value_name = "DURATION";
+        /// Region for national phone numbers (ISO 3166 alpha-2, e.g. US, GB, NL; empty for none).
+        default_region: String = DEFAULT_DEFAULT_REGION, value_name = "CC";
+        /// After SIGTERM, keep serving this long with health NOT_SERVING so load balancers drain.
+        drain_delay: Duration = DEFAULT_DRAIN_DELAY, value_name = "DURATION";
+        /// Allowed CORS origins for gRPC-Web, comma-separated; `*` for any.
+        cors_origins: String = DEFAULT_CORS_ORIGINS, value_name = "ORIGINS";
+        /// TOML file of `[[tokens]]` (name, sha256, tenant, roles); turns
+        /// authentication on. Re-read when it changes [default: none].
+        auth_file: PathBuf, value_name = "FILE";
+        /// TLS certificate chain (PEM); with --tls-key turns TLS on. Reloaded when it changes.
+        tls_cert: PathBuf, value_name = "FILE";
+        /// TLS private key (PEM).
+        tls_key: PathBuf, value_name = "FILE";
+        /// CA bundle (PEM) client certificates must chain to: turns on mutual TLS.
+        tls_client_ca: PathBuf, value_name = "FILE";
+        /// Concurrent Subscribe streams per tenant.
+        max_subscribers_per_tenant: usize = DEFAULT_MAX_SUBSCRIBERS_PER_TENANT, value_name = "N";
+        /// Requests per second per token (per tenant without auth); 0 disables.
+        rate_limit_per_second: f64 = DEFAULT_RATE_LIMIT_PER_SECOND, value_name = "N";
+        /// Burst allowance of the rate limit [default: twice the rate].
+        rate_limit_burst: f64, value_name = "N";
+        /// OTLP/gRPC collector for traces, e.g. http://otel-collector:4317 (needs
+        /// the `otlp` cargo feature) [default: none].
+        otlp_endpoint: String, value_name = "URL";
+    }
+    switches {
+        /// Also serve switchboard.bench.v1.BenchService, the no-op baselines
+        /// that `switchboard-load` and `scripts/bench` measure against. For
+        /// benchmarks only; leave it off in production. Only in builds with
+        /// the `bench` cargo feature.
+        #[cfg(feature = "bench")]
+        enable_bench_service;
+    }
 }
 
 /// The resolved configuration of a server.
@@ -261,7 +232,8 @@ pub struct Config {
     pub store: StoreKind,
     /// sqlite directory.
     pub data_dir: PathBuf,
-    /// NATS URL(s).
+    /// NATS URL(s) as configured (`nats.url` falls back to
+    /// [`DEFAULT_NATS_URL`]); `--store nats` requires it.
     pub nats_url: Option<String>,
     /// NATS connection and JetStream settings (used with `store = nats`).
     pub nats: NatsOptions,
@@ -327,42 +299,9 @@ impl Config {
 }
 
 impl Default for Config {
+    /// What `switchboard serve` runs with when nothing is configured.
     fn default() -> Self {
-        Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
-            metrics_listen: Some(SocketAddr::from(([0, 0, 0, 0], 9090))),
-            health_listen: None,
-            store: StoreKind::Sqlite,
-            data_dir: PathBuf::from("./data"),
-            nats_url: None,
-            nats: NatsOptions::default(),
-            log_format: LogFormat::Text,
-            log_level: "info".into(),
-            dedup_window: Duration::from_secs(24 * 3600),
-            retention_max_age: Some(Duration::from_secs(7 * 24 * 3600)),
-            retention_max_events: None,
-            retention_interval: Duration::from_secs(60),
-            correlation_window: Duration::from_secs(4 * 3600),
-            heartbeat_interval: Duration::from_secs(15),
-            subscriber_buffer: 1024,
-            max_payload_bytes: 256 * 1024,
-            max_message_bytes: 1024 * 1024,
-            max_concurrent_streams: 1000,
-            keepalive_interval: Duration::from_secs(30),
-            keepalive_timeout: Duration::from_secs(20),
-            default_region: "US".into(),
-            drain_delay: Duration::ZERO,
-            cors_origins: vec!["*".into()],
-            auth_file: None,
-            tokens: Vec::new(),
-            tls: None,
-            max_subscribers_per_tenant: 10_000,
-            rate_limit_per_second: 0.0,
-            rate_limit_burst: 0.0,
-            otlp_endpoint: None,
-            #[cfg(feature = "bench")]
-            enable_bench_service: false,
-        }
+        Config::from_knobs(Knobs::default(), Vec::new()).expect("the defaults configure no TLS, so they pair up")
     }
 }
 
@@ -394,96 +333,87 @@ impl Config {
     /// Resolves flags (with their environment twins) over the config file
     /// over the defaults.
     pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
-        let file = match &args.config {
+        let mut file = match &args.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let d = Config::default();
-        let zero_is_none = |v: Option<Duration>| v.filter(|d| !d.is_zero());
-        let cfg = Config {
-            listen: args.listen.or(file.listen).unwrap_or(d.listen),
-            metrics_listen: args.metrics_listen.or(file.metrics_listen).or(d.metrics_listen),
-            health_listen: args.health_listen.or(file.health_listen),
-            store: args.store.or(file.store).unwrap_or(d.store),
-            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
-            nats_url: args.nats_url.clone().or(file.nats_url.clone()),
-            nats: {
-                let n = NatsOptions::default();
-                NatsOptions {
-                    url: args.nats_url.clone().or(file.nats_url).unwrap_or(n.url),
-                    user: args.nats_user.clone().or(file.nats_user),
-                    password: args.nats_password.clone().or(file.nats_password),
-                    token: args.nats_token.clone().or(file.nats_token),
-                    creds_file: args.nats_creds.clone().or(file.nats_creds),
-                    ca_file: args.nats_ca.clone().or(file.nats_ca),
-                    stream: args.nats_stream.clone().or(file.nats_stream).unwrap_or(n.stream),
-                    subject_prefix: args
-                        .nats_subject_prefix
-                        .clone()
-                        .or(file.nats_subject_prefix)
-                        .unwrap_or(n.subject_prefix),
-                    replicas: args.nats_stream_replicas.or(file.nats_stream_replicas).unwrap_or(n.replicas),
-                    duplicate_window: args
-                        .nats_duplicate_window
-                        .or(file.nats_duplicate_window)
-                        .unwrap_or(n.duplicate_window),
-                    max_bytes: args.nats_max_bytes.or(file.nats_max_bytes).filter(|b| *b > 0),
-                    request_timeout: args
-                        .nats_request_timeout
-                        .or(file.nats_request_timeout)
-                        .unwrap_or(n.request_timeout),
-                }
-            },
-            log_format: args.log_format.or(file.log_format).unwrap_or(d.log_format),
-            log_level: args.log_level.clone().or(file.log_level).unwrap_or(d.log_level),
-            dedup_window: args.dedup_window.or(file.dedup_window).unwrap_or(d.dedup_window),
-            retention_max_age: match args.retention_max_age.or(file.retention_max_age) {
-                Some(v) => zero_is_none(Some(v)),
-                None => d.retention_max_age,
-            },
-            retention_max_events: args.retention_max_events.or(file.retention_max_events).filter(|n| *n > 0),
-            retention_interval: args.retention_interval.or(file.retention_interval).unwrap_or(d.retention_interval),
-            correlation_window: args.correlation_window.or(file.correlation_window).unwrap_or(d.correlation_window),
-            heartbeat_interval: args.heartbeat_interval.or(file.heartbeat_interval).unwrap_or(d.heartbeat_interval),
-            subscriber_buffer: args.subscriber_buffer.or(file.subscriber_buffer).unwrap_or(d.subscriber_buffer),
-            max_payload_bytes: args.max_payload_bytes.or(file.max_payload_bytes).unwrap_or(d.max_payload_bytes),
-            max_message_bytes: args.max_message_bytes.or(file.max_message_bytes).unwrap_or(d.max_message_bytes),
-            max_concurrent_streams: args
-                .max_concurrent_streams
-                .or(file.max_concurrent_streams)
-                .unwrap_or(d.max_concurrent_streams),
-            keepalive_interval: args.keepalive_interval.or(file.keepalive_interval).unwrap_or(d.keepalive_interval),
-            keepalive_timeout: args.keepalive_timeout.or(file.keepalive_timeout).unwrap_or(d.keepalive_timeout),
-            default_region: args.default_region.clone().or(file.default_region).unwrap_or(d.default_region),
-            drain_delay: args.drain_delay.or(file.drain_delay).unwrap_or(d.drain_delay),
-            cors_origins: args
-                .cors_origins
-                .clone()
-                .or(file.cors_origins)
-                .map(|s| s.split(',').map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect())
-                .unwrap_or(d.cors_origins),
-            auth_file: args.auth_file.clone().or(file.auth_file),
-            tokens: file.tokens,
-            tls: tls_files(
-                args.tls_cert.clone().or(file.tls_cert),
-                args.tls_key.clone().or(file.tls_key),
-                args.tls_client_ca.clone().or(file.tls_client_ca),
-            )?,
-            max_subscribers_per_tenant: args
-                .max_subscribers_per_tenant
-                .or(file.max_subscribers_per_tenant)
-                .unwrap_or(d.max_subscribers_per_tenant),
-            rate_limit_per_second: args.rate_limit_per_second.or(file.rate_limit_per_second).unwrap_or(0.0),
-            rate_limit_burst: 0.0,
-            otlp_endpoint: args.otlp_endpoint.clone().or(file.otlp_endpoint),
-            #[cfg(feature = "bench")]
-            enable_bench_service: args.enable_bench_service || file.enable_bench_service.unwrap_or(false),
-        };
-        let mut cfg = cfg;
-        cfg.rate_limit_burst =
-            args.rate_limit_burst.or(file.rate_limit_burst).unwrap_or((cfg.rate_limit_per_second * 2.0).max(1.0));
+        let tokens = std::mem::take(&mut file.tokens);
+        let cfg = Config::from_knobs(Knobs::resolve(args.clone(), file), tokens)?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Shapes the resolved knobs into what the server uses: NATS settings
+    /// together, TLS files paired, `0` meaning none where the help says so.
+    fn from_knobs(k: Knobs, tokens: Vec<TokenConfig>) -> Result<Config, ConfigError> {
+        let rate_limit_burst = k.rate_limit_burst.unwrap_or((k.rate_limit_per_second * 2.0).max(1.0));
+        Ok(Config {
+            listen: k.listen,
+            metrics_listen: Some(k.metrics_listen),
+            health_listen: k.health_listen,
+            store: k.store,
+            data_dir: k.data_dir,
+            nats: NatsOptions {
+                url: k.nats_url.clone().unwrap_or_else(|| DEFAULT_NATS_URL.into()),
+                user: k.nats_user,
+                password: k.nats_password,
+                token: k.nats_token,
+                creds_file: k.nats_creds,
+                ca_file: k.nats_ca,
+                stream: k.nats_stream,
+                subject_prefix: k.nats_subject_prefix,
+                replicas: k.nats_stream_replicas,
+                duplicate_window: k.nats_duplicate_window,
+                max_bytes: Some(k.nats_max_bytes).filter(|b| *b > 0),
+                request_timeout: k.nats_request_timeout,
+            },
+            nats_url: k.nats_url,
+            log_format: k.log_format,
+            log_level: k.log_level,
+            dedup_window: k.dedup_window,
+            retention_max_age: Some(k.retention_max_age).filter(|d| !d.is_zero()),
+            retention_max_events: Some(k.retention_max_events).filter(|n| *n > 0),
+            retention_interval: k.retention_interval,
+            correlation_window: k.correlation_window,
+            heartbeat_interval: k.heartbeat_interval,
+            subscriber_buffer: k.subscriber_buffer,
+            max_payload_bytes: k.max_payload_bytes,
+            max_message_bytes: k.max_message_bytes,
+            max_concurrent_streams: k.max_concurrent_streams,
+            keepalive_interval: k.keepalive_interval,
+            keepalive_timeout: k.keepalive_timeout,
+            default_region: k.default_region,
+            drain_delay: k.drain_delay,
+            cors_origins: k.cors_origins.split(',').map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect(),
+            auth_file: k.auth_file,
+            tokens,
+            tls: tls_files(k.tls_cert, k.tls_key, k.tls_client_ca)?,
+            max_subscribers_per_tenant: k.max_subscribers_per_tenant,
+            rate_limit_per_second: k.rate_limit_per_second,
+            rate_limit_burst,
+            otlp_endpoint: k.otlp_endpoint,
+            #[cfg(feature = "bench")]
+            enable_bench_service: k.enable_bench_service,
+        })
+    }
+
+    /// What the store takes from the configuration.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            dedup_window: self.dedup_window,
+            correlation_window: self.correlation_window,
+            retention_max_age: self.retention_max_age,
+            retention_max_events: self.retention_max_events,
+        }
+    }
+
+    /// What the RPC services take from the configuration.
+    pub fn service_options(&self) -> ServiceOptions {
+        ServiceOptions {
+            max_payload_bytes: self.max_payload_bytes,
+            heartbeat_interval: self.heartbeat_interval,
+            max_subscribers_per_tenant: self.max_subscribers_per_tenant,
+        }
     }
 
     /// Checks ranges and combinations.
@@ -609,5 +539,63 @@ mod tests {
     fn zero_retention_means_keep_forever() {
         let args = ServeArgs { retention_max_age: Some(Duration::ZERO), ..ServeArgs::default() };
         assert_eq!(Config::load(&args).unwrap().retention_max_age, None);
+    }
+
+    /// `serve`'s flags without their environment twins, so that the
+    /// environment of the test run cannot leak in.
+    fn serve_command() -> clap::Command {
+        use clap::Args;
+        ServeArgs::augment_args(clap::Command::new("serve")).mut_args(|a| a.env(None))
+    }
+
+    #[test]
+    fn every_flag_is_a_declared_knob_with_its_environment_twin_and_file_key() {
+        use clap::Args;
+        let cmd = ServeArgs::augment_args(clap::Command::new("serve"));
+        let mut flags = Vec::new();
+        for arg in cmd.get_arguments() {
+            let key = arg.get_long().expect("every serve argument is a --flag").replace('-', "_");
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            let twin = format!("SWITCHBOARD_{}", key.to_uppercase());
+            assert_eq!(env.as_deref(), (key != "check_config").then_some(twin.as_str()), "--{key}");
+            if key != "config" && key != "check_config" {
+                flags.push(key);
+            }
+        }
+        let declared: Vec<_> = Knobs::declared().into_iter().map(|(key, _)| key.to_owned()).collect();
+        assert_eq!(flags, declared);
+    }
+
+    #[test]
+    fn the_defaults_help_shows_parse_back_to_the_defaults() {
+        use clap::FromArgMatches;
+        let mut argv = vec!["serve".to_owned()];
+        for (key, shown) in Knobs::declared() {
+            if let Some(shown) = shown {
+                argv.push(format!("--{}={shown}", key.replace('_', "-")));
+            }
+        }
+        assert!(argv.len() > 25, "{argv:?}");
+        let matches = serve_command().try_get_matches_from(&argv).unwrap();
+        let args = ServeArgs::from_arg_matches(&matches).unwrap();
+        assert_eq!(Knobs::resolve(args, FileConfig::default()), Knobs::default());
+        let help = serve_command().render_long_help().to_string();
+        assert!(help.contains("[default: 0.0.0.0:50051]") && help.contains("[default: 24h]"), "{help}");
+    }
+
+    #[test]
+    fn the_default_config_is_what_serve_runs_with_when_nothing_is_set() {
+        use clap::FromArgMatches;
+        let matches = serve_command().try_get_matches_from(["serve"]).unwrap();
+        let loaded = Config::load(&ServeArgs::from_arg_matches(&matches).unwrap()).unwrap();
+        assert_eq!(format!("{loaded:?}"), format!("{:?}", Config::default()));
+        let d = Config::default();
+        assert_eq!(d.listen, DEFAULT_LISTEN);
+        assert_eq!(d.retention_max_age, Some(DEFAULT_RETENTION_MAX_AGE));
+        assert_eq!(d.retention_max_events, None);
+        assert_eq!(d.cors_origins, ["*"]);
+        assert_eq!(d.nats.url, DEFAULT_NATS_URL);
+        assert_eq!(crate::store::StoreOptions::default().dedup_window, DEFAULT_DEDUP_WINDOW);
+        assert_eq!(crate::service::ServiceOptions::default().max_payload_bytes, DEFAULT_MAX_PAYLOAD_BYTES);
     }
 }

@@ -27,12 +27,9 @@ pub struct ServiceOptions {
 }
 
 impl Default for ServiceOptions {
+    /// The server's defaults.
     fn default() -> Self {
-        ServiceOptions {
-            max_payload_bytes: 256 * 1024,
-            heartbeat_interval: Duration::from_secs(15),
-            max_subscribers_per_tenant: 10_000,
-        }
+        crate::config::Config::default().service_options()
     }
 }
 

@@ -154,13 +154,9 @@ impl StoreOptions {
 }
 
 impl Default for StoreOptions {
+    /// The server's defaults.
     fn default() -> Self {
-        StoreOptions {
-            dedup_window: Duration::from_secs(24 * 3600),
-            correlation_window: Duration::from_secs(4 * 3600),
-            retention_max_age: Some(Duration::from_secs(7 * 24 * 3600)),
-            retention_max_events: None,
-        }
+        crate::config::Config::default().store_options()
     }
 }
 

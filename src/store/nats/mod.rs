@@ -89,21 +89,9 @@ pub struct NatsOptions {
 }
 
 impl Default for NatsOptions {
+    /// The server's defaults, with the URL of a local nats-server.
     fn default() -> Self {
-        NatsOptions {
-            url: "nats://127.0.0.1:4222".into(),
-            user: None,
-            password: None,
-            token: None,
-            creds_file: None,
-            ca_file: None,
-            stream: "SWITCHBOARD".into(),
-            subject_prefix: "switchboard".into(),
-            replicas: 1,
-            duplicate_window: Duration::from_secs(120),
-            max_bytes: None,
-            request_timeout: Duration::from_secs(5),
-        }
+        crate::config::Config::default().nats
     }
 }
 
