@@ -48,8 +48,17 @@ pub enum LogFormat {
     Json,
 }
 
-// The defaults, each written once. The option structs of the store, NATS and
-// the services take theirs from [`Config::default`].
+// The defaults, each written once. Those of the store, NATS and the services
+// live beside the option structs that use them (a lower layer never reads
+// the configuration); the rest here.
+pub use crate::service::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_MAX_SUBSCRIBERS_PER_TENANT};
+pub use crate::store::nats::{
+    DEFAULT_NATS_DUPLICATE_WINDOW, DEFAULT_NATS_MAX_BYTES, DEFAULT_NATS_REQUEST_TIMEOUT, DEFAULT_NATS_STREAM,
+    DEFAULT_NATS_STREAM_REPLICAS, DEFAULT_NATS_SUBJECT_PREFIX, DEFAULT_NATS_URL,
+};
+pub use crate::store::{
+    DEFAULT_CORRELATION_WINDOW, DEFAULT_DEDUP_WINDOW, DEFAULT_RETENTION_MAX_AGE, DEFAULT_RETENTION_MAX_EVENTS,
+};
 
 /// `--listen`.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 50051);
@@ -59,41 +68,14 @@ pub const DEFAULT_METRICS_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Ad
 pub const DEFAULT_STORE: StoreKind = StoreKind::Sqlite;
 /// `--data-dir`.
 pub const DEFAULT_DATA_DIR: &str = "./data";
-/// The NATS URL of [`NatsOptions::default`]. `--nats-url` itself has no
-/// default: `--store nats` requires it.
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
-/// `--nats-stream`.
-pub const DEFAULT_NATS_STREAM: &str = "SWITCHBOARD";
-/// `--nats-subject-prefix`.
-pub const DEFAULT_NATS_SUBJECT_PREFIX: &str = "switchboard";
-/// `--nats-stream-replicas`.
-pub const DEFAULT_NATS_STREAM_REPLICAS: usize = 1;
-/// `--nats-duplicate-window`.
-pub const DEFAULT_NATS_DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60);
-/// `--nats-max-bytes` (0: no limit).
-pub const DEFAULT_NATS_MAX_BYTES: u64 = 0;
-/// `--nats-request-timeout`.
-pub const DEFAULT_NATS_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// `--log-format`.
 pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 /// `--log-level`.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
-/// `--dedup-window`.
-pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(24 * 3600);
-/// `--retention-max-age` (0: keep forever).
-pub const DEFAULT_RETENTION_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// `--retention-max-events` (0: no limit).
-pub const DEFAULT_RETENTION_MAX_EVENTS: u64 = 0;
 /// `--retention-interval`.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
-/// `--correlation-window`.
-pub const DEFAULT_CORRELATION_WINDOW: Duration = Duration::from_secs(4 * 3600);
-/// `--heartbeat-interval`.
-pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 /// `--subscriber-buffer`.
 pub const DEFAULT_SUBSCRIBER_BUFFER: usize = 1024;
-/// `--max-payload-bytes`.
-pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 /// `--max-message-bytes`.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// `--max-concurrent-streams`.
@@ -108,8 +90,6 @@ pub const DEFAULT_DEFAULT_REGION: &str = "US";
 pub const DEFAULT_DRAIN_DELAY: Duration = Duration::ZERO;
 /// `--cors-origins` (`*`: any).
 pub const DEFAULT_CORS_ORIGINS: &str = "*";
-/// `--max-subscribers-per-tenant`.
-pub const DEFAULT_MAX_SUBSCRIBERS_PER_TENANT: usize = 10_000;
 /// `--rate-limit-per-second` (0: off). `--rate-limit-burst` defaults to
 /// twice the rate (at least 1).
 pub const DEFAULT_RATE_LIMIT_PER_SECOND: f64 = 0.0;

@@ -6,7 +6,7 @@
 //! request options (`request`) and the canonical result (`expected`): the
 //! outcome, the events as clients receive them (protobuf JSON) and the call
 //! after them, produced by running the payload alone through the real
-//! pipeline (adapter, planner, state machine, memory store).
+//! pipeline (adapter, ingest plan, state machine, memory store).
 //!
 //! Review a change of behaviour by regenerating the goldens and reading the
 //! diff: `UPDATE_GOLDEN=1 cargo test --test fixtures`.

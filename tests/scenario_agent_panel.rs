@@ -1,7 +1,7 @@
 //! Whole-call scenarios of the 8x8 agent panel ("mashell") adapter, through
 //! the gRPC API of an in-process server: the panel sends no call id, so
 //! these check that its events correlate into the right calls (see the
-//! module doc of `adapters::agent_panel` and `store::planner::correlates`).
+//! module doc of `adapters::agent_panel` and `plan::correlate`).
 //!
 //! Each payload carries the relay's receive time (`IngestRequest.received_at`)
 //! as a bridge in the agent's page would, so times without a vendor time
@@ -296,7 +296,7 @@ async fn two_back_to_back_cc_calls_from_the_same_number_are_two_calls() {
     panel.accept(&first.accepted(), ANSWERED).await;
     panel.accept(&first.completed(""), END + 418).await;
     panel.accept(&first.terminated("1000", ""), END + 45_615).await;
-    // The planner names a call first seen without a start time (CC offered)
+    // The ingest plan names a call first seen without a start time (CC offered)
     // by its server receive millisecond; real calls are seconds apart, and
     // this keeps the test from racing that millisecond.
     tokio::time::sleep(Duration::from_millis(2)).await;

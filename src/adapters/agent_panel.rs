@@ -34,7 +34,7 @@
 //! call as [`CallRef::Correlate`] with the key `8x8ap|<E.164 or raw
 //! searchContext>|<direction>` (voicemails append `|voicemail`, so a voicemail
 //! left after an unanswered call never merges into that call) and `startTime`
-//! when present. The planner (`store::planner::correlates`) then applies its
+//! when present. The ingest plan (`plan::correlate`) then applies its
 //! rule to the latest call with that key:
 //! 1. event and call both know the start time: same call exactly when equal.
 //!    UC `offered`/`accepted`/`terminated` and CC `completed`/`terminated`
@@ -332,7 +332,7 @@ struct AdditionalData {
 }
 
 /// The 8x8 agent panel adapter. Stateless: correlation happens in the
-/// planner, from the key this adapter builds.
+/// ingest plan (`plan::correlate`), from the key this adapter builds.
 pub struct AgentPanel;
 
 /// `data.direction` → direction; the docs' placeholder `inbound/outbound`

@@ -9,7 +9,6 @@ use prost::Message;
 
 use super::convert;
 use super::proto::v1 as pb;
-use super::wire;
 use crate::domain::{Call, CallEvent, Direction, EventMeta, EventType, Vendor};
 
 /// A logged event. Cheap to share: subscribers hold `Arc<Record>`.
@@ -68,7 +67,7 @@ impl Record {
         meta: EventMeta,
         update: &[u8],
     ) -> Record {
-        let frame = wire::update_frame(update);
+        let frame = update_frame(update);
         let update_offset = frame.len() - update.len();
         Record { sequence, tenant, received_at, meta, frame, update_offset }
     }
@@ -95,6 +94,16 @@ impl Record {
         }
         Ok(parts)
     }
+}
+
+/// Wraps encoded `CallUpdate` bytes into an encoded `SubscribeResponse`
+/// (`update` is field 1, length-delimited).
+pub fn update_frame(call_update: &[u8]) -> Bytes {
+    let mut buf = Vec::with_capacity(call_update.len() + 6);
+    prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut buf);
+    prost::encoding::encode_varint(call_update.len() as u64, &mut buf);
+    buf.extend_from_slice(call_update);
+    Bytes::from(buf)
 }
 
 /// The value ranges of every length-delimited occurrence of `field` in one

@@ -16,6 +16,8 @@ use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder
 
 use super::convert;
 use super::proto::v1 as pb;
+#[cfg(test)]
+use super::record::update_frame;
 use super::record::{Record, RecordError};
 use crate::domain::Call;
 
@@ -79,16 +81,6 @@ impl EncodedResponse {
         }
         Ok(EncodedResponse(Bytes::from(buf)))
     }
-}
-
-/// Wraps encoded `CallUpdate` bytes into an encoded `SubscribeResponse`
-/// (`update` is field 1, length-delimited).
-pub fn update_frame(call_update: &[u8]) -> Bytes {
-    let mut buf = Vec::with_capacity(call_update.len() + 6);
-    prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut buf);
-    prost::encoding::encode_varint(call_update.len() as u64, &mut buf);
-    buf.extend_from_slice(call_update);
-    Bytes::from(buf)
 }
 
 /// Server codec of a streaming RPC whose responses are pre-encoded: decodes

@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 
 use crate::codec::Record;
 use crate::codec::proto::bench::v1 as pb;
-use crate::codec::wire::{self, EncodedResponse};
+use crate::codec::wire::EncodedResponse;
 use crate::domain::{EventFilter, EventMeta};
 use crate::hub::Hub;
 
@@ -90,7 +90,7 @@ impl pb::bench_service_server::BenchService for BenchApi {
         request: Request<pb::NoopSubscribeRequest>,
     ) -> Result<Response<Self::NoopSubscribeStream>, Status> {
         let req = request.into_inner();
-        let replay = EncodedResponse(wire::update_frame(&req.replay_update));
+        let replay = EncodedResponse(crate::codec::record::update_frame(&req.replay_update));
         let mut feed = self.inner.hub.subscribe(TENANT, self.inner.filter.clone());
         let shutdown = self.inner.shutdown.clone();
         let stream = async_stream::stream! {

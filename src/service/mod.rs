@@ -26,10 +26,21 @@ pub struct ServiceOptions {
     pub max_subscribers_per_tenant: usize,
 }
 
+/// `--heartbeat-interval`.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+/// `--max-payload-bytes`.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// `--max-subscribers-per-tenant`.
+pub const DEFAULT_MAX_SUBSCRIBERS_PER_TENANT: usize = 10_000;
+
 impl Default for ServiceOptions {
     /// The server's defaults.
     fn default() -> Self {
-        crate::config::Config::default().service_options()
+        ServiceOptions {
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            max_subscribers_per_tenant: DEFAULT_MAX_SUBSCRIBERS_PER_TENANT,
+        }
     }
 }
 

@@ -153,10 +153,24 @@ impl StoreOptions {
     }
 }
 
+/// How long dedup keys are remembered (`--dedup-window`).
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// `--retention-max-age` (0: keep forever).
+pub const DEFAULT_RETENTION_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `--retention-max-events` (0: no limit).
+pub const DEFAULT_RETENTION_MAX_EVENTS: u64 = 0;
+/// How long an agent-panel call stays open for correlation (`--correlation-window`).
+pub const DEFAULT_CORRELATION_WINDOW: Duration = Duration::from_secs(4 * 3600);
+
 impl Default for StoreOptions {
     /// The server's defaults.
     fn default() -> Self {
-        crate::config::Config::default().store_options()
+        StoreOptions {
+            dedup_window: DEFAULT_DEDUP_WINDOW,
+            correlation_window: DEFAULT_CORRELATION_WINDOW,
+            retention_max_age: Some(DEFAULT_RETENTION_MAX_AGE).filter(|d| !d.is_zero()),
+            retention_max_events: Some(DEFAULT_RETENTION_MAX_EVENTS).filter(|n| *n > 0),
+        }
     }
 }
 

@@ -88,10 +88,39 @@ pub struct NatsOptions {
     pub request_timeout: Duration,
 }
 
+/// The NATS URL of [`NatsOptions::default`]. `--nats-url` itself has no
+/// default: `--store nats` requires it.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// `--nats-stream`.
+pub const DEFAULT_NATS_STREAM: &str = "SWITCHBOARD";
+/// `--nats-subject-prefix`.
+pub const DEFAULT_NATS_SUBJECT_PREFIX: &str = "switchboard";
+/// `--nats-stream-replicas`.
+pub const DEFAULT_NATS_STREAM_REPLICAS: usize = 1;
+/// `--nats-duplicate-window`.
+pub const DEFAULT_NATS_DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60);
+/// `--nats-max-bytes` (0: no limit).
+pub const DEFAULT_NATS_MAX_BYTES: u64 = 0;
+/// `--nats-request-timeout`.
+pub const DEFAULT_NATS_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Default for NatsOptions {
     /// The server's defaults, with the URL of a local nats-server.
     fn default() -> Self {
-        crate::config::Config::default().nats
+        NatsOptions {
+            url: DEFAULT_NATS_URL.into(),
+            user: None,
+            password: None,
+            token: None,
+            creds_file: None,
+            ca_file: None,
+            stream: DEFAULT_NATS_STREAM.into(),
+            subject_prefix: DEFAULT_NATS_SUBJECT_PREFIX.into(),
+            replicas: DEFAULT_NATS_STREAM_REPLICAS,
+            duplicate_window: DEFAULT_NATS_DUPLICATE_WINDOW,
+            max_bytes: Some(DEFAULT_NATS_MAX_BYTES).filter(|n| *n > 0),
+            request_timeout: DEFAULT_NATS_REQUEST_TIMEOUT,
+        }
     }
 }
 
