@@ -20,6 +20,7 @@ pub mod adapters;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod domain;
