@@ -40,18 +40,16 @@ async fn shutdown_drains_health_then_sends_a_final_checkpoint_and_ends_streams()
     let mut calls = server.call_client().await;
     let mut sub = Sub::open(&mut calls, live()).await;
     sub.until(pb::CheckpointReason::CaughtUp).await;
+    let mut watch = HealthClient::new(channel.clone())
+        .watch(HealthCheckRequest { service: "switchboard.v1.CallService".into() })
+        .await
+        .unwrap()
+        .into_inner();
     let stopping = tokio::spawn(server.stop());
     // While draining, the server still answers but says NOT_SERVING.
-    let ch = channel.clone();
-    let mut status = ServingStatus::Serving;
-    for _ in 0..40 {
-        status = health(ch.clone(), "switchboard.v1.CallService").await;
-        if status == ServingStatus::NotServing {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(status, ServingStatus::NotServing);
+    health_until(&mut watch, ServingStatus::NotServing, "NOT_SERVING while draining").await;
+    drop(watch);
+    assert_eq!(health(channel.clone(), "switchboard.v1.CallService").await, ServingStatus::NotServing);
     let (_, last) = sub.until(pb::CheckpointReason::Shutdown).await;
     assert_eq!(last, seqs[1], "the final checkpoint is a resume cursor");
     let end = tokio::time::timeout(WAIT, sub.stream.message()).await.unwrap();
