@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use prost::Message;
+use switchboard::clock::ManualClock;
 use switchboard::config::Config;
 use switchboard::proto::v1 as pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -196,4 +197,26 @@ async fn a_health_only_listener_answers_probes_in_plaintext() {
     assert_eq!(not_there.unwrap_err().code(), tonic::Code::Unimplemented, "only health is served there");
     stop.cancel();
     run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_retention_loop_prunes_by_the_servers_clock() {
+    let clock = ManualClock::new();
+    let config = Config { retention_max_age: Some(Duration::from_secs(3600)), ..Config::for_tests() };
+    let server = TestServer::start_with_clock(config.clone(), clock.clone()).await;
+    let mut ingest = server.ingest_client().await;
+    let old = start_calls(&mut ingest, "old", 3).await;
+    clock.advance(Duration::from_secs(2 * 3600));
+    let new = start_calls(&mut ingest, "new", 1).await;
+    skip_ahead(config.retention_interval).await;
+    let store = server.services.store.clone();
+    let pass = async {
+        while store.bounds().await.unwrap().pruned_through < old[2] {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(WAIT, pass).await.expect("a retention pass");
+    let kept = replay(&mut server.call_client().await, from_beginning()).await;
+    assert_eq!(kept.iter().map(seq).collect::<Vec<_>>(), new, "only the events younger than the max age");
+    server.stop().await.unwrap();
 }
