@@ -1,5 +1,6 @@
 //! Build and run: what `main` and the tests both call. [`App::build`] binds
-//! the sockets before it returns, so tests connect without sleeping.
+//! the sockets before it returns, so tests connect without sleeping;
+//! [`App::builder`] also takes the [`Clock`] (tests pass a manual one).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adapters::{Normalizer, PhoneNormalizer};
 use crate::auth::{AuthConfigError, Authenticator, read_token_file};
+use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, StoreKind};
 use crate::grpc::access::RateLimiter;
 use crate::grpc::server;
@@ -68,9 +70,38 @@ pub struct App {
     tls: Option<Arc<ReloadingTls>>,
 }
 
-impl App {
+/// What [`App::builder`] returns: the configuration and the explicit inputs
+/// that are not configuration.
+pub struct AppBuilder {
+    config: Config,
+    clock: SharedClock,
+}
+
+impl AppBuilder {
+    /// The clock the server reads the time from (default: the system's).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> AppBuilder {
+        self.clock = clock;
+        self
+    }
+
     /// Opens the store and binds the sockets.
+    pub async fn build(self) -> Result<App, AppError> {
+        App::open(self.config, self.clock).await
+    }
+}
+
+impl App {
+    /// A server on `config`, with the system clock unless told otherwise.
+    pub fn builder(config: Config) -> AppBuilder {
+        AppBuilder { config, clock: SystemClock::shared() }
+    }
+
+    /// Opens the store and binds the sockets (`App::builder(config).build()`).
     pub async fn build(config: Config) -> Result<App, AppError> {
+        App::builder(config).build().await
+    }
+
+    async fn open(config: Config, clock: SharedClock) -> Result<App, AppError> {
         config.validate()?;
         // Install the recorder first: metrics emitted before it are lost.
         telemetry::metrics_handle();
@@ -86,8 +117,9 @@ impl App {
             options: config.service_options(),
             shutdown: CancellationToken::new(),
             subscribers: SubscriberSlots::default(),
+            clock: clock.clone(),
         });
-        let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst));
+        let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst, clock));
         let listener = bind(config.listen).await?;
         let metrics_listener = match config.metrics_listen {
             Some(addr) => Some(bind(addr).await?),
@@ -153,8 +185,7 @@ impl App {
             };
             tokio::spawn(http::serve(l, state, stop_server.clone().cancelled_owned()))
         });
-        let retention =
-            tokio::spawn(retention_loop(services.store.clone(), config.retention_interval, stop_server.clone()));
+        let retention = tokio::spawn(retention_loop(services.clone(), config.retention_interval, stop_server.clone()));
 
         let auth_watch =
             config.auth_file.clone().map(|path| tokio::spawn(watch_auth_file(path, auth.clone(), stop_server.clone())));
@@ -236,7 +267,7 @@ pub async fn open_store(config: &Config, hub: Arc<Hub>) -> Result<Arc<dyn Store>
 }
 
 /// How often mounted TLS and token files are checked for changes.
-const FILE_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+pub const FILE_WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The token set from the config file and the auth file.
 fn load_auth(config: &Config) -> Result<Authenticator, AppError> {
@@ -284,12 +315,7 @@ async fn health_loop(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        if let Ok(b) = store.bounds().await {
-            metrics::gauge!("switchboard_log_last_sequence").set(b.last as f64);
-            metrics::gauge!("switchboard_log_oldest_sequence").set(b.oldest_available() as f64);
-            metrics::gauge!("switchboard_log_events").set(b.last.saturating_sub(b.pruned_through) as f64);
-        }
-        metrics::gauge!("switchboard_live_subscribers").set(services.hub.subscribers() as f64);
+        services.refresh_gauges().await;
         let healthy = store.is_healthy();
         if serving.load(Ordering::Acquire) && last != Some(healthy) {
             if last.is_some() {
@@ -301,8 +327,9 @@ async fn health_loop(
     }
 }
 
-/// Applies retention periodically.
-async fn retention_loop(store: Arc<dyn Store>, every: Duration, stop: CancellationToken) {
+/// Applies retention periodically, as of the services' clock.
+async fn retention_loop(services: Arc<Services>, every: Duration, stop: CancellationToken) {
+    let store = &services.store;
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
@@ -312,7 +339,7 @@ async fn retention_loop(store: Arc<dyn Store>, every: Duration, stop: Cancellati
         // Bounded steps, repeated while there is more, so ingest interleaves.
         let mut total = crate::store::PruneStats::default();
         loop {
-            match store.prune(chrono::Utc::now()).await {
+            match store.prune(services.clock.now()).await {
                 Ok(stats) => {
                     total.events += stats.events;
                     total.dedup_keys += stats.dedup_keys;

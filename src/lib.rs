@@ -22,6 +22,7 @@
 //! * [`service`]: what each RPC does; [`grpc`]: tonic glue, access, RPC spans
 //!   and metrics, and the one place errors become statuses.
 //! * [`app`]: builds and runs the server; `main` only wires the [`cli`].
+//! * [`clock`]: time as an input, passed in through the app builder.
 //!
 //! # The flow of one `Ingest` (DESIGN §1)
 //!
@@ -40,6 +41,7 @@ pub mod adapters;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod domain;

@@ -12,9 +12,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest
 use switchboard::config::LogFormat;
 use switchboard::proto::v1 as pb;
 
-/// A collector that remembers (span name, trace id hex) pairs.
+/// A collector that remembers (span name, trace id hex) pairs, and says
+/// when an export arrived.
 #[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Vec<(String, String)>>>);
+struct Collector(Arc<Mutex<Vec<(String, String)>>>, Arc<tokio::sync::Notify>);
 
 #[tonic::async_trait]
 impl TraceService for Collector {
@@ -30,6 +31,7 @@ impl TraceService for Collector {
                 }
             }
         }
+        self.1.notify_one();
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -55,19 +57,15 @@ async fn rpc_spans_are_exported_and_continue_the_callers_trace() {
     req.metadata_mut().insert("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01").parse().unwrap());
     ingest.ingest(req).await.unwrap();
 
+    // The flush waits for the export, which the collector on this runtime
+    // answers: it runs on a blocking thread.
+    tokio::task::spawn_blocking(switchboard::telemetry::otlp::flush).await.unwrap();
     let seen = collector.0.clone();
     let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        switchboard::telemetry::otlp::flush();
-        if seen.lock().unwrap().iter().any(|(name, id)| name == "Ingest" && id == trace_id) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no Ingest span in the caller's trace: {:?}",
-            seen.lock().unwrap()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    while !seen.lock().unwrap().iter().any(|(name, id)| name == "Ingest" && id == trace_id) {
+        // A span that ended after the flush comes with the next export.
+        let exported = tokio::time::timeout_at(deadline, collector.1.notified()).await;
+        assert!(exported.is_ok(), "no Ingest span in the caller's trace: {:?}", seen.lock().unwrap());
     }
     server.stop().await.unwrap();
 }

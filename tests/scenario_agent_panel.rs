@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{TestServer, dur_secs, ended, event, from_beginning, get_call, replay, request, ts_millis};
 use serde_json::{Value, json};
 use switchboard::proto::v1 as pb;
@@ -296,10 +294,6 @@ async fn two_back_to_back_cc_calls_from_the_same_number_are_two_calls() {
     panel.accept(&first.accepted(), ANSWERED).await;
     panel.accept(&first.completed(""), END + 418).await;
     panel.accept(&first.terminated("1000", ""), END + 45_615).await;
-    // The ingest plan names a call first seen without a start time (CC offered)
-    // by its server receive millisecond; real calls are seconds apart, and
-    // this keeps the test from racing that millisecond.
-    tokio::time::sleep(Duration::from_millis(2)).await;
     let b = panel.accept(&second.offered(), start2 + 510).await;
     assert_ne!(a, b, "an offered after the previous call ended starts a new call");
     assert_eq!(panel.accept(&second.accepted(), end2 - 57_000).await, b);
@@ -478,7 +472,6 @@ async fn a_callback_taken_by_another_agent_during_wrap_up_is_not_ended_by_the_fi
     panel.accept(&first.accepted(), ANSWERED).await;
     panel.accept(&first.completed(""), END + 418).await;
     // The customer calls back at once; agent B's panel (same tenant) rings.
-    tokio::time::sleep(Duration::from_millis(2)).await;
     let b = panel.accept(&callback.offered(), start2 + 400).await;
     assert_ne!(a, b);
     assert_eq!(panel.accept(&callback.accepted(), start2 + 9_000).await, b);

@@ -21,6 +21,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use super::status::{ERROR_DOMAIN, bad_request};
 use crate::adapters::FieldViolation;
 use crate::auth::{Authenticator, Caller, Role};
+use crate::clock::SharedClock;
 use crate::domain::TenantId;
 
 /// Authenticates every request of the service it wraps.
@@ -61,12 +62,14 @@ pub struct RateLimiter {
     per_second: f64,
     burst: f64,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    clock: SharedClock,
 }
 
 impl RateLimiter {
     /// `per_second` requests per second with bursts of `burst`; 0 disables.
-    pub fn new(per_second: f64, burst: f64) -> RateLimiter {
-        RateLimiter { per_second, burst: burst.max(1.0), buckets: Mutex::new(HashMap::new()) }
+    /// Refills are measured on `clock`'s monotonic time.
+    pub fn new(per_second: f64, burst: f64, clock: SharedClock) -> RateLimiter {
+        RateLimiter { per_second, burst: burst.max(1.0), buckets: Mutex::new(HashMap::new()), clock }
     }
 
     /// Takes one request from `key`'s bucket, or says how long to wait.
@@ -74,7 +77,7 @@ impl RateLimiter {
         if self.per_second <= 0.0 {
             return Ok(());
         }
-        let now = Instant::now();
+        let now = self.clock.instant();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > 100_000 {
             // Bounded memory: forget idle keys.
@@ -155,20 +158,29 @@ fn parse_tenant(requested: &str) -> Result<TenantId, Status> {
 mod tests {
     use super::*;
 
+    use crate::clock::{ManualClock, SystemClock};
+
     #[test]
     fn a_bucket_allows_its_burst_then_says_when_to_retry() {
-        let l = RateLimiter::new(10.0, 3.0);
+        let clock = ManualClock::new();
+        let l = RateLimiter::new(10.0, 3.0, clock.clone());
         for _ in 0..3 {
             assert!(l.check("k").is_ok());
         }
         let wait = l.check("k").unwrap_err();
         assert!(wait <= Duration::from_millis(100) && wait > Duration::ZERO);
         assert!(l.check("other").is_ok(), "buckets are per key");
+        clock.advance(wait / 2);
+        let rest = l.check("k").unwrap_err();
+        assert!(rest.abs_diff(wait / 2) < Duration::from_micros(1), "half a token refilled: {rest:?}");
+        clock.advance(wait);
+        assert!(l.check("k").is_ok(), "the token is back after the wait");
+        assert!(l.check("k").is_err());
     }
 
     #[test]
     fn a_zero_rate_disables_limiting() {
-        let l = RateLimiter::new(0.0, 0.0);
+        let l = RateLimiter::new(0.0, 0.0, SystemClock::shared());
         for _ in 0..1000 {
             assert!(l.check("k").is_ok());
         }

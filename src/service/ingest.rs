@@ -80,7 +80,7 @@ impl Services {
             tenant: input.tenant,
             request_id: input.request_id,
             normalized,
-            received_at: Utc::now(),
+            received_at: self.clock.now(),
             bridge_received_at: input.bridge_received_at,
         };
         let started = std::time::Instant::now();

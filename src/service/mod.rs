@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::adapters::{AdapterError, FieldViolation, Normalizer};
+use crate::clock::SharedClock;
 use crate::hub::Hub;
 use crate::store::{Store, StoreError};
 
@@ -58,6 +59,21 @@ pub struct Services {
     pub shutdown: CancellationToken,
     /// Open Subscribe streams per tenant.
     pub subscribers: SubscriberSlots,
+    /// Where ingest reads the time it stamps events with.
+    pub clock: SharedClock,
+}
+
+impl Services {
+    /// Sets the gauges of the log and the live subscribers (the health loop
+    /// calls this every second).
+    pub async fn refresh_gauges(&self) {
+        if let Ok(b) = self.store.bounds().await {
+            metrics::gauge!("switchboard_log_last_sequence").set(b.last as f64);
+            metrics::gauge!("switchboard_log_oldest_sequence").set(b.oldest_available() as f64);
+            metrics::gauge!("switchboard_log_events").set(b.last.saturating_sub(b.pruned_through) as f64);
+        }
+        metrics::gauge!("switchboard_live_subscribers").set(self.hub.subscribers() as f64);
+    }
 }
 
 /// Counts open Subscribe streams per tenant, so one tenant cannot exhaust

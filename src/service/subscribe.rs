@@ -15,21 +15,31 @@
 //! * A heartbeat may advance `cursor` to the hub's head only when the queue
 //!   was drained after reading the head and the queue is not lagged: then
 //!   every matching record up to the head has been sent.
+//!
+//! The code is those steps: `Subscriber::open` takes the slot and works
+//! out the starting cursor (so a bad cursor is an error status, not a
+//! stream), then the stream is `Subscriber::next_frame`, which runs one
+//! step of the current `Phase` whenever the queued frames are sent: the
+//! snapshot, a replay batch, a live wake (a record, a heartbeat, shutdown),
+//! the fall-back to the log, the final checkpoint.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::{ServiceError, Services};
+use super::{ServiceError, Services, SubscriberSlot};
 use crate::codec::Record;
 use crate::codec::proto::v1 as pb;
 use crate::codec::wire::EncodedResponse;
-use crate::domain::{EventFilter, TenantId};
-use crate::hub::LiveFeed;
-use crate::store::StoreError;
+use crate::domain::{Call, EventFilter, TenantId};
+use crate::hub::{Hub, LiveFeed};
+use crate::store::{Store, StoreError};
 
 /// Where a subscription starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,176 +71,320 @@ pub struct SubscribeSpec {
 
 /// A stream of encoded `SubscribeResponse`s; ends with an error or, on
 /// shutdown, after a SHUTDOWN checkpoint.
-pub type Subscription = std::pin::Pin<Box<dyn Stream<Item = Result<EncodedResponse, StoreError>> + Send>>;
+pub type Subscription = Pin<Box<dyn Stream<Item = Result<EncodedResponse, StoreError>> + Send>>;
 
-/// What woke the live loop.
+impl Services {
+    /// Opens a subscription. Errors that can be known up front (expired
+    /// cursor) are returned here, before the stream starts.
+    pub async fn subscribe(&self, spec: SubscribeSpec) -> Result<Subscription, ServiceError> {
+        let subscriber = Subscriber::open(self, spec).await?;
+        Ok(Box::pin(futures_util::stream::unfold(subscriber, |mut s| async move {
+            let frame = s.next_frame().await?;
+            Some((frame, s))
+        })))
+    }
+}
+
+type Frame = Result<EncodedResponse, StoreError>;
+
+/// Where a subscription is; `Subscriber::next_frame` runs one step of the
+/// current phase at a time.
+enum Phase {
+    /// Sending the active calls, then SNAPSHOT_COMPLETE at `as_of`.
+    Snapshot { calls: std::vec::IntoIter<Call>, as_of: u64 },
+    /// About to replay: the heartbeat clock starts once the snapshot is sent.
+    Begin,
+    /// Reading the log above the cursor, one batch per step.
+    Replay,
+    /// Forwarding the live queue, one wake per step.
+    Live,
+    /// The last frame is queued.
+    Done,
+}
+
+/// What woke the live phase.
 enum Wake {
     Record(Option<Arc<Record>>),
     Heartbeat,
     Shutdown,
 }
 
-impl Services {
-    /// Opens a subscription. Errors that can be known up front (expired
-    /// cursor) are returned here, before the stream starts.
-    pub async fn subscribe(&self, spec: SubscribeSpec) -> Result<Subscription, ServiceError> {
-        let slot = self.subscribers.acquire(spec.tenant.as_str(), self.options.max_subscribers_per_tenant)?;
-        let store = self.store.clone();
-        let hub = self.hub.clone();
-        let shutdown = self.shutdown.clone();
-        let batch = self.store.replay_batch();
-        let heartbeat = spec.heartbeat.unwrap_or(self.options.heartbeat_interval);
-        let tenant = spec.tenant.clone();
-        let filter = spec.filter.clone();
+/// One Subscribe stream.
+struct Subscriber {
+    tenant: TenantId,
+    filter: Arc<EventFilter>,
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    /// Records per log read.
+    batch: usize,
+    /// Started at the oldest event: while nothing was sent, a start that
+    /// retention overtook moves on to the new oldest instead of failing.
+    from_beginning: bool,
+    /// Whether replay sent an update.
+    sent_any: bool,
+    /// The registration with the hub: taken before the last replay read,
+    /// dropped when the hub closes the queue.
+    live: Option<LiveFeed>,
+    beats: Heartbeats,
+    shutdown: CancellationToken,
+    /// One registration with the shutdown token for the whole stream (not
+    /// one per delivery).
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    phase: Phase,
+    out: Outbox,
+    _slot: SubscriberSlot,
+}
 
-        let mut live: Option<LiveFeed> = None;
-        let mut snap = None;
-        if spec.include_snapshot {
-            live = Some(hub.subscribe(tenant.as_str(), filter.clone()));
-            snap = Some(store.snapshot(&tenant).await?);
+/// The frames queued for the client, and the cursor they bring it to.
+struct Outbox {
+    /// The invariant's cursor (module doc).
+    cursor: u64,
+    frames: VecDeque<Frame>,
+}
+
+impl Outbox {
+    fn checkpoint(&mut self, reason: pb::CheckpointReason) {
+        self.frames.push_back(Ok(EncodedResponse::checkpoint(self.cursor, reason)));
+    }
+
+    /// A record from the live queue (the hub applied the filter), unless
+    /// the log already brought the client past it.
+    fn live(&mut self, record: &Record) {
+        if record.sequence > self.cursor {
+            self.cursor = record.sequence;
+            self.frames.push_back(Ok(EncodedResponse::update(record)));
         }
-        let from_beginning = spec.start == Start::FromBeginning;
+    }
+}
+
+/// When to send heartbeats: a ticker while live, and the time of the last
+/// heartbeat during replay.
+struct Heartbeats {
+    every: Duration,
+    ticks: Interval,
+    last: Instant,
+}
+
+impl Heartbeats {
+    fn start(every: Duration) -> Heartbeats {
+        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Heartbeats { every, ticks, last: Instant::now() }
+    }
+
+    /// During replay: true once an interval has passed since the last one.
+    fn replay_due(&mut self) -> bool {
+        if self.last.elapsed() < self.every {
+            return false;
+        }
+        self.last = Instant::now();
+        true
+    }
+}
+
+impl Subscriber {
+    /// Takes a slot, registers with the hub where the start needs it, takes
+    /// the snapshot and works out the starting cursor.
+    async fn open(services: &Services, spec: SubscribeSpec) -> Result<Subscriber, ServiceError> {
+        let slot = services.subscribers.acquire(spec.tenant.as_str(), services.options.max_subscribers_per_tenant)?;
+        let (store, hub) = (&services.store, &services.hub);
+        let mut live = None;
+        let mut snapshot = None;
+        if spec.include_snapshot {
+            live = Some(hub.subscribe(spec.tenant.as_str(), spec.filter.clone()));
+            snapshot = Some(store.snapshot(&spec.tenant).await?);
+        }
         let cursor = match spec.start {
-            Start::Live => match &snap {
+            Start::Live => match &snapshot {
                 Some(s) => s.as_of,
                 None => {
-                    live = Some(hub.subscribe(tenant.as_str(), filter.clone()));
+                    live = Some(hub.subscribe(spec.tenant.as_str(), spec.filter.clone()));
                     hub.head()
                 }
             },
-            Start::After(n) => {
-                let bounds = store.bounds().await?;
-                if n < bounds.pruned_through {
-                    return Err(StoreError::CursorExpired { oldest: bounds.oldest_available() }.into());
-                }
-                let last = bounds.last.max(hub.head());
-                if n > last {
-                    return Err(StoreError::CursorAhead { cursor: n, last }.into());
-                }
-                n
-            }
+            Start::After(n) => resume_cursor(store.as_ref(), hub, n).await?,
             Start::FromBeginning => store.bounds().await?.pruned_through,
-            Start::Since(t) => store.seek_time(&tenant, t).await?,
+            Start::Since(t) => store.seek_time(&spec.tenant, t).await?,
         };
-
-        let stream = async_stream::stream! {
-            let _slot = slot;
-            if let Some(s) = snap {
-                for call in s.calls.iter().filter(|c| filter.matches_call(c)) {
-                    yield Ok(EncodedResponse::snapshot(call));
-                }
-                yield Ok(EncodedResponse::checkpoint(s.as_of, pb::CheckpointReason::SnapshotComplete));
-            }
-            let mut cursor = cursor;
-            // One registration with the shutdown token for the whole stream
-            // (not one per delivery).
-            let mut cancelled = std::pin::pin!(shutdown.cancelled());
-            let mut ticks = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
-            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            let mut sent_any = false;
-            let mut last_beat = Instant::now();
-            loop {
-                // Replay until the log is exhausted with a live feed in place.
-                loop {
-                    if shutdown.is_cancelled() {
-                        yield Ok(EncodedResponse::checkpoint(cursor, pb::CheckpointReason::Shutdown));
-                        return;
-                    }
-                    let records = match store.read(&tenant, cursor, batch).await {
-                        Ok(r) => r,
-                        // "The oldest available" moved on before anything was
-                        // sent: start at the new oldest.
-                        Err(StoreError::CursorExpired { oldest }) if from_beginning && !sent_any => {
-                            cursor = oldest.saturating_sub(1);
-                            continue;
-                        }
-                        Err(e) => {
-                            yield Err(e);
-                            return;
-                        }
-                    };
-                    let short = records.len() < batch;
-                    for r in records {
-                        if r.sequence <= cursor {
-                            continue;
-                        }
-                        cursor = r.sequence;
-                        if filter.matches(&r.meta) {
-                            sent_any = true;
-                            yield Ok(EncodedResponse::update(&r));
-                        }
-                    }
-                    // A long, filtered replay still sends a fresh cursor now
-                    // and then, so load balancers and watchdogs see traffic
-                    // and a reconnect resumes from here.
-                    if last_beat.elapsed() >= heartbeat {
-                        last_beat = Instant::now();
-                        yield Ok(EncodedResponse::checkpoint(cursor, pb::CheckpointReason::Heartbeat));
-                    }
-                    if !short {
-                        continue;
-                    }
-                    if live.is_none() {
-                        live = Some(hub.subscribe(tenant.as_str(), filter.clone()));
-                        continue;
-                    }
-                    break;
-                }
-                yield Ok(EncodedResponse::checkpoint(cursor, pb::CheckpointReason::CaughtUp));
-
-                // Live until the hub drops us (lag) or shutdown.
-                let Some(feed) = live.as_mut() else { return };
-                let lagged = loop {
-                    let wake = tokio::select! {
-                        biased;
-                        _ = &mut cancelled => Wake::Shutdown,
-                        r = feed.recv() => Wake::Record(r),
-                        _ = ticks.tick() => Wake::Heartbeat,
-                    };
-                    match wake {
-                        Wake::Shutdown => {
-                            while let Some(r) = feed.try_recv() {
-                                if r.sequence > cursor {
-                                    cursor = r.sequence;
-                                    yield Ok(EncodedResponse::update(&r));
-                                }
-                            }
-                            yield Ok(EncodedResponse::checkpoint(cursor, pb::CheckpointReason::Shutdown));
-                            return;
-                        }
-                        Wake::Record(Some(r)) => {
-                            if r.sequence > cursor {
-                                cursor = r.sequence;
-                                yield Ok(EncodedResponse::update(&r));
-                            }
-                        }
-                        Wake::Record(None) => break feed.lagged(),
-                        Wake::Heartbeat => {
-                            let head = hub.head();
-                            metrics::histogram!("switchboard_subscriber_lag_events").record(head.saturating_sub(cursor) as f64);
-                            while let Some(r) = feed.try_recv() {
-                                if r.sequence > cursor {
-                                    cursor = r.sequence;
-                                    yield Ok(EncodedResponse::update(&r));
-                                }
-                            }
-                            if !feed.lagged() {
-                                cursor = cursor.max(head);
-                            }
-                            yield Ok(EncodedResponse::checkpoint(cursor, pb::CheckpointReason::Heartbeat));
-                        }
-                    }
-                };
-                live = None;
-                if !lagged {
-                    // The hub went away: the server is stopping.
-                    yield Ok(EncodedResponse::checkpoint(cursor, pb::CheckpointReason::Shutdown));
-                    return;
-                }
-                metrics::counter!("switchboard_subscriber_lagged_to_log_total").increment(1);
-                tracing::debug!(tenant = %tenant, cursor, "subscriber lagged; continuing from the log");
-            }
+        let phase = match snapshot {
+            Some(s) => Phase::Snapshot { calls: s.calls.into_iter(), as_of: s.as_of },
+            None => Phase::Begin,
         };
-        Ok(Box::pin(stream))
+        let every = spec.heartbeat.unwrap_or(services.options.heartbeat_interval);
+        Ok(Subscriber {
+            tenant: spec.tenant,
+            filter: spec.filter,
+            store: store.clone(),
+            hub: hub.clone(),
+            batch: store.replay_batch(),
+            from_beginning: spec.start == Start::FromBeginning,
+            sent_any: false,
+            live,
+            beats: Heartbeats::start(every),
+            shutdown: services.shutdown.clone(),
+            cancelled: Box::pin(services.shutdown.clone().cancelled_owned()),
+            phase,
+            out: Outbox { cursor, frames: VecDeque::new() },
+            _slot: slot,
+        })
     }
+
+    /// The next frame to send; `None` once the stream is over.
+    async fn next_frame(&mut self) -> Option<Frame> {
+        loop {
+            if let Some(frame) = self.out.frames.pop_front() {
+                return Some(frame);
+            }
+            match self.phase {
+                Phase::Snapshot { .. } => self.snapshot(),
+                Phase::Begin => {
+                    self.beats = Heartbeats::start(self.beats.every);
+                    self.phase = Phase::Replay;
+                }
+                Phase::Replay => self.replay_batch().await,
+                Phase::Live => self.live().await,
+                Phase::Done => return None,
+            }
+        }
+    }
+
+    /// The next active call that passes the filter, or SNAPSHOT_COMPLETE.
+    fn snapshot(&mut self) {
+        let Phase::Snapshot { calls, as_of } = &mut self.phase else { return };
+        let as_of = *as_of;
+        match calls.find(|c| self.filter.matches_call(c)) {
+            Some(call) => self.out.frames.push_back(Ok(EncodedResponse::snapshot(&call))),
+            None => {
+                let done = EncodedResponse::checkpoint(as_of, pb::CheckpointReason::SnapshotComplete);
+                self.out.frames.push_back(Ok(done));
+                self.phase = Phase::Begin;
+            }
+        }
+    }
+
+    /// One read of the log above the cursor. A short read with no live
+    /// queue yet registers with the hub and reads once more; a short read
+    /// with one is CAUGHT_UP.
+    async fn replay_batch(&mut self) {
+        if self.shutdown.is_cancelled() {
+            return self.finish();
+        }
+        let records = match self.store.read(&self.tenant, self.out.cursor, self.batch).await {
+            Ok(r) => r,
+            // "The oldest available" moved on before anything was sent:
+            // start at the new oldest.
+            Err(StoreError::CursorExpired { oldest }) if self.from_beginning && !self.sent_any => {
+                self.out.cursor = oldest.saturating_sub(1);
+                return;
+            }
+            Err(e) => {
+                self.out.frames.push_back(Err(e));
+                self.phase = Phase::Done;
+                return;
+            }
+        };
+        let short = records.len() < self.batch;
+        for r in records {
+            if r.sequence <= self.out.cursor {
+                continue;
+            }
+            self.out.cursor = r.sequence;
+            if self.filter.matches(&r.meta) {
+                self.sent_any = true;
+                self.out.frames.push_back(Ok(EncodedResponse::update(&r)));
+            }
+        }
+        // A long, filtered replay still sends a fresh cursor now and then, so
+        // load balancers and watchdogs see traffic and a reconnect resumes
+        // from here.
+        if self.beats.replay_due() {
+            self.out.checkpoint(pb::CheckpointReason::Heartbeat);
+        }
+        if !short {
+            return;
+        }
+        if self.live.is_none() {
+            self.live = Some(self.hub.subscribe(self.tenant.as_str(), self.filter.clone()));
+            return;
+        }
+        self.out.checkpoint(pb::CheckpointReason::CaughtUp);
+        self.phase = Phase::Live;
+    }
+
+    /// Waits for the next thing to happen while live: shutdown, a record,
+    /// the queue closing, or a heartbeat.
+    async fn live(&mut self) {
+        let Some(feed) = self.live.as_mut() else {
+            self.phase = Phase::Done;
+            return;
+        };
+        let wake = tokio::select! {
+            biased;
+            _ = &mut self.cancelled => Wake::Shutdown,
+            r = feed.recv() => Wake::Record(r),
+            _ = self.beats.ticks.tick() => Wake::Heartbeat,
+        };
+        match wake {
+            Wake::Shutdown => {
+                self.drain_live();
+                self.finish();
+            }
+            Wake::Record(Some(r)) => self.out.live(&r),
+            Wake::Record(None) => self.fall_back_to_log(),
+            Wake::Heartbeat => self.heartbeat(),
+        }
+    }
+
+    /// Sends what the live queue holds.
+    fn drain_live(&mut self) {
+        if let Some(feed) = self.live.as_mut() {
+            while let Some(r) = feed.try_recv() {
+                self.out.live(&r);
+            }
+        }
+    }
+
+    /// A live heartbeat: the queue drained, then the cursor moves to the
+    /// hub's head unless the queue lagged (module doc).
+    fn heartbeat(&mut self) {
+        let head = self.hub.head();
+        metrics::histogram!("switchboard_subscriber_lag_events").record(head.saturating_sub(self.out.cursor) as f64);
+        self.drain_live();
+        if self.live.as_ref().is_some_and(|feed| !feed.lagged()) {
+            self.out.cursor = self.out.cursor.max(head);
+        }
+        self.out.checkpoint(pb::CheckpointReason::Heartbeat);
+    }
+
+    /// The hub closed the live queue: after a lag, replay from the cursor;
+    /// otherwise the hub went away and the server is stopping.
+    fn fall_back_to_log(&mut self) {
+        let lagged = self.live.take().is_some_and(|feed| feed.lagged());
+        if !lagged {
+            return self.finish();
+        }
+        metrics::counter!("switchboard_subscriber_lagged_to_log_total").increment(1);
+        tracing::debug!(tenant = %self.tenant, cursor = self.out.cursor, "subscriber lagged; continuing from the log");
+        self.phase = Phase::Replay;
+    }
+
+    /// The final SHUTDOWN checkpoint, a resume cursor; the stream ends.
+    fn finish(&mut self) {
+        self.out.checkpoint(pb::CheckpointReason::Shutdown);
+        self.phase = Phase::Done;
+    }
+}
+
+/// The cursor of `Start::After(n)`: not below what retention removed, not
+/// above the log.
+async fn resume_cursor(store: &dyn Store, hub: &Hub, n: u64) -> Result<u64, StoreError> {
+    let bounds = store.bounds().await?;
+    if n < bounds.pruned_through {
+        return Err(StoreError::CursorExpired { oldest: bounds.oldest_available() });
+    }
+    let last = bounds.last.max(hub.head());
+    if n > last {
+        return Err(StoreError::CursorAhead { cursor: n, last });
+    }
+    Ok(n)
 }

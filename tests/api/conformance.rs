@@ -130,19 +130,16 @@ async fn read_paging_and_tenants(b: &Backend) {
 
 async fn snapshot_get_and_list(b: &Backend) {
     let s = &b.store;
+    let mut published = b.hub.subscribe("t", Arc::new(EventFilter::default()));
     ingest(s, sf_batch("t", "callconnected", "s1")).await;
     ingest(s, sf_batch("t", "callconnected", "s2")).await;
     ingest(s, sf_batch("t", "callended", "s2")).await;
     let (_, last) = ingest(s, sf_batch("t", "hold", "s3")).await;
-    // The replica-local views of the NATS store follow the stream.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let snap = loop {
-        let snap = s.snapshot(&tenant("t")).await.unwrap();
-        if snap.as_of >= last[0] || tokio::time::Instant::now() > deadline {
-            break snap;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // The replica-local views of the NATS store follow the stream; a
+    // record reaches the hub after the views have it.
+    let caught_up = async { while published.recv().await.expect("the hub keeps the feed").sequence < last[0] {} };
+    tokio::time::timeout(Duration::from_secs(10), caught_up).await.expect("the store's views follow the log");
+    let snap = s.snapshot(&tenant("t")).await.unwrap();
     assert_eq!(snap.as_of, last[0]);
     assert_eq!(snap.calls.iter().map(|c| c.call_id.as_str()).collect::<Vec<_>>(), vec!["sf:s1", "sf:s3"]);
     let c = s.get_call(&tenant("t"), "sf:s2").await.unwrap().unwrap();
@@ -159,12 +156,15 @@ async fn snapshot_get_and_list(b: &Backend) {
 
 async fn seek_time(b: &Backend) {
     let s = &b.store;
-    ingest(s, sf_batch("t", "callstarted", "early")).await;
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // The memory and sqlite stores seek by `received_at`; NATS by the time
+    // the server stored the message, which the ingest before `cut` precedes
+    // and the one after it follows.
+    let mut early = sf_batch("t", "callstarted", "early");
+    early.received_at = Utc::now() - chrono::Duration::seconds(1);
+    ingest(s, early).await;
     let cut = Utc::now();
-    tokio::time::sleep(Duration::from_millis(30)).await;
     let mut later = sf_batch("t", "callstarted", "late");
-    later.received_at = Utc::now();
+    later.received_at = cut + chrono::Duration::seconds(1);
     let (_, seqs) = ingest(s, later).await;
     assert_eq!(s.seek_time(&tenant("t"), cut).await.unwrap(), seqs[0] - 1);
     assert_eq!(s.seek_time(&tenant("t"), Utc::now() + chrono::Duration::hours(1)).await.unwrap(), seqs[0]);

@@ -1,8 +1,6 @@
 //! Durability of the sqlite store: restarts keep events, call state and dedup
 //! keys; `kill -9` loses no acknowledged event.
 
-use std::sync::{Arc, Mutex};
-
 use serde_json::json;
 use switchboard::proto::v1 as pb;
 
@@ -53,7 +51,7 @@ async fn kill_9_mid_ingest_loses_no_acknowledged_event() {
     let data = dir.path().to_string_lossy().to_string();
     let mut server = ServerProcess::spawn(&["--store", "sqlite", "--data-dir", &data]).await;
     let channel = server.channel().await;
-    let acked: Arc<Mutex<Vec<(String, String, u64)>>> = Arc::default();
+    let acked: Acked<(String, String, u64)> = Acked::default();
     let mut writers = Vec::new();
     for w in 0..8 {
         let mut client = pb::ingest_service_client::IngestServiceClient::new(channel.clone());
@@ -68,20 +66,19 @@ async fn kill_9_mid_ingest_loses_no_acknowledged_event() {
                 match client.ingest(request(pb::Vendor::SalesforceVoice, &payload)).await {
                     Ok(r) => {
                         let e = &r.get_ref().events[0];
-                        acked.lock().unwrap().push((payload, e.event_id.clone(), e.sequence));
+                        acked.push((payload, e.event_id.clone(), e.sequence));
                     }
                     Err(_) => return,
                 }
             }
         }));
     }
-    let watch = acked.clone();
-    eventually("some events are acknowledged", move || watch.lock().unwrap().len() >= 300).await;
+    acked.at_least(300).await;
     server.kill().await;
     for w in writers {
         w.await.unwrap();
     }
-    let acked = acked.lock().unwrap().clone();
+    let acked = acked.all();
 
     let restarted = ServerProcess::spawn(&["--store", "sqlite", "--data-dir", &data]).await;
     let channel = restarted.channel().await;

@@ -1,6 +1,10 @@
 //! Ingest: the pipeline end to end, idempotency, vendor detection.
 
+use std::time::Duration;
+
 use serde_json::json;
+use switchboard::clock::ManualClock;
+use switchboard::config::Config;
 use switchboard::proto::v1 as pb;
 
 use crate::common::*;
@@ -50,6 +54,26 @@ async fn the_same_request_id_returns_the_first_response_and_publishes_nothing() 
     let updates = sub.updates(2).await;
     assert_eq!(updates[0].event.as_ref().unwrap().r#type(), pb::EventType::CallHeld);
     assert_eq!(updates[1].event.as_ref().unwrap().r#type(), pb::EventType::CallResumed);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_id_is_a_duplicate_within_the_dedup_window_only() {
+    let clock = ManualClock::new();
+    let config = Config { dedup_window: Duration::from_secs(3600), ..Config::for_tests() };
+    let server = TestServer::start_with_clock(config, clock.clone()).await;
+    let mut ingest = server.ingest_client().await;
+    let mut req = request(pb::Vendor::SalesforceVoice, &sf("transcript", "w1", json!({"id": "u1"})));
+    req.request_id = "bridge-7".into();
+    let first = ingest.ingest(req.clone()).await.unwrap().into_inner();
+    assert_eq!(first.outcome(), pb::IngestOutcome::Accepted);
+    clock.advance(Duration::from_secs(3599));
+    let retry = ingest.ingest(req.clone()).await.unwrap().into_inner();
+    assert_eq!((retry.outcome(), &retry.events), (pb::IngestOutcome::Duplicate, &first.events), "within the window");
+    clock.advance(Duration::from_secs(2));
+    let late = ingest.ingest(req).await.unwrap().into_inner();
+    assert_eq!(late.outcome(), pb::IngestOutcome::Accepted, "the window has passed");
+    assert_ne!(late.events[0].sequence, first.events[0].sequence);
     server.stop().await.unwrap();
 }
 

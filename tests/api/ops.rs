@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use prost::Message;
+use switchboard::clock::ManualClock;
 use switchboard::config::Config;
 use switchboard::proto::v1 as pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,18 +41,16 @@ async fn shutdown_drains_health_then_sends_a_final_checkpoint_and_ends_streams()
     let mut calls = server.call_client().await;
     let mut sub = Sub::open(&mut calls, live()).await;
     sub.until(pb::CheckpointReason::CaughtUp).await;
+    let mut watch = HealthClient::new(channel.clone())
+        .watch(HealthCheckRequest { service: "switchboard.v1.CallService".into() })
+        .await
+        .unwrap()
+        .into_inner();
     let stopping = tokio::spawn(server.stop());
     // While draining, the server still answers but says NOT_SERVING.
-    let ch = channel.clone();
-    let mut status = ServingStatus::Serving;
-    for _ in 0..40 {
-        status = health(ch.clone(), "switchboard.v1.CallService").await;
-        if status == ServingStatus::NotServing {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(status, ServingStatus::NotServing);
+    health_until(&mut watch, ServingStatus::NotServing, "NOT_SERVING while draining").await;
+    drop(watch);
+    assert_eq!(health(channel.clone(), "switchboard.v1.CallService").await, ServingStatus::NotServing);
     let (_, last) = sub.until(pb::CheckpointReason::Shutdown).await;
     assert_eq!(last, seqs[1], "the final checkpoint is a resume cursor");
     let end = tokio::time::timeout(WAIT, sub.stream.message()).await.unwrap();
@@ -198,4 +197,26 @@ async fn a_health_only_listener_answers_probes_in_plaintext() {
     assert_eq!(not_there.unwrap_err().code(), tonic::Code::Unimplemented, "only health is served there");
     stop.cancel();
     run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_retention_loop_prunes_by_the_servers_clock() {
+    let clock = ManualClock::new();
+    let config = Config { retention_max_age: Some(Duration::from_secs(3600)), ..Config::for_tests() };
+    let server = TestServer::start_with_clock(config.clone(), clock.clone()).await;
+    let mut ingest = server.ingest_client().await;
+    let old = start_calls(&mut ingest, "old", 3).await;
+    clock.advance(Duration::from_secs(2 * 3600));
+    let new = start_calls(&mut ingest, "new", 1).await;
+    skip_ahead(config.retention_interval).await;
+    let store = server.services.store.clone();
+    let pass = async {
+        while store.bounds().await.unwrap().pruned_through < old[2] {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(WAIT, pass).await.expect("a retention pass");
+    let kept = replay(&mut server.call_client().await, from_beginning()).await;
+    assert_eq!(kept.iter().map(seq).collect::<Vec<_>>(), new, "only the events younger than the max age");
+    server.stop().await.unwrap();
 }

@@ -2,7 +2,6 @@
 //! separate process, on one real `nats-server -js`.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
@@ -155,7 +154,7 @@ async fn kill_9_of_a_replica_mid_ingest_loses_no_acknowledged_event() {
     let mut a = replica(&n).await;
     let b = replica(&n).await;
     let channel = a.channel().await;
-    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let acked: Acked<String> = Acked::default();
     let mut writers = Vec::new();
     for w in 0..6 {
         let mut client = IngestServiceClient::new(channel.clone());
@@ -166,19 +165,18 @@ async fn kill_9_of_a_replica_mid_ingest_loses_no_acknowledged_event() {
                     .ingest(request(pb::Vendor::SalesforceVoice, &sf("callstarted", &format!("k{w}-{i}"), json!({}))))
                     .await
                 {
-                    Ok(r) => acked.lock().unwrap().push(r.into_inner().events[0].event_id.clone()),
+                    Ok(r) => acked.push(r.into_inner().events[0].event_id.clone()),
                     Err(_) => return,
                 }
             }
         }));
     }
-    let watch = acked.clone();
-    eventually("acknowledged events", move || watch.lock().unwrap().len() >= 150).await;
+    acked.at_least(150).await;
     a.kill().await;
     for w in writers {
         w.await.unwrap();
     }
-    let acked = acked.lock().unwrap().clone();
+    let acked = acked.all();
     let mut calls = CallServiceClient::new(b.channel().await);
     let events = replay(&mut calls, from_beginning()).await;
     let stored: HashSet<String> = events.iter().map(|u| u.event.as_ref().unwrap().event_id.clone()).collect();
@@ -210,6 +208,7 @@ async fn a_nats_restart_mid_stream_resumes_subscribers_with_no_gap_and_no_duplic
                 Err(s) => {
                     assert_eq!(s.code(), Code::Unavailable, "{s:?}");
                     assert!(tokio::time::Instant::now() < deadline, "NATS never came back");
+                    // Waits on the restarting nats-server process.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -248,26 +247,19 @@ async fn while_nats_is_down_ingest_is_unavailable_with_retry_info_and_readiness_
     assert_eq!(err.code(), Code::Unavailable);
     assert!(err.get_details_retry_info().is_some());
     let mut health = HealthClient::new(server.channel().await);
-    let status = |h: &mut HealthClient<tonic::transport::Channel>, s: &str| {
-        let mut h = h.clone();
-        let s = s.to_string();
-        async move { h.check(HealthCheckRequest { service: s }).await.unwrap().into_inner().status() }
-    };
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while status(&mut health, "switchboard.v1.IngestService").await != ServingStatus::NotServing {
-        assert!(tokio::time::Instant::now() < deadline, "readiness never dropped");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status(&mut health, "").await, ServingStatus::Serving, "liveness does not depend on NATS");
+    let mut readiness =
+        health.watch(HealthCheckRequest { service: "switchboard.v1.IngestService".into() }).await.unwrap().into_inner();
+    health_until(&mut readiness, ServingStatus::NotServing, "readiness drops").await;
+    let liveness = health.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    assert_eq!(liveness.status(), ServingStatus::Serving, "liveness does not depend on NATS");
     nats.restart().await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while ingest.ingest(request(pb::Vendor::SalesforceVoice, &sf("hold", "u1", json!({})))).await.is_err() {
         assert!(tokio::time::Instant::now() < deadline, "ingest never recovered");
+        // Waits on the restarted nats-server process to take the reconnect.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    while status(&mut health, "switchboard.v1.IngestService").await != ServingStatus::Serving {
-        assert!(tokio::time::Instant::now() < deadline, "readiness never came back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    health_until(&mut readiness, ServingStatus::Serving, "readiness comes back").await;
+    drop(readiness);
     server.stop().await.unwrap();
 }

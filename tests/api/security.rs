@@ -10,8 +10,10 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use switchboard::app::FILE_WATCH_INTERVAL;
 use switchboard::auth::{Role, TokenConfig};
 use switchboard::cli::ClientArgs;
+use switchboard::clock::ManualClock;
 use switchboard::config::Config;
 use switchboard::proto::v1 as pb;
 use switchboard::proto::v1::call_service_client::CallServiceClient;
@@ -149,7 +151,7 @@ async fn a_rotated_certificate_is_picked_up_without_dropping_open_streams() {
 
     copy_pki(&new, dir.path());
     // New connections get the new certificate once the watcher sees it.
-    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut watches = 0;
     let mut ingest = loop {
         if let Ok(conn) = tls_client(&server, &new, false).connect().await {
             let mut c = IngestServiceClient::new(conn);
@@ -157,8 +159,9 @@ async fn a_rotated_certificate_is_picked_up_without_dropping_open_streams() {
                 break c;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "the new certificate was not picked up");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(watches < 3, "the new certificate was not picked up");
+        skip_ahead(FILE_WATCH_INTERVAL).await;
+        watches += 1;
     };
     // The stream opened with the old certificate is still alive and live.
     let r = ingest_sf_conn(&mut ingest, "hold", "rot").await;
@@ -360,9 +363,9 @@ async fn grpc_web_requests_carry_the_bearer_token() {
 #[tokio::test]
 async fn a_rate_limited_token_gets_retry_info_and_recovers() {
     let tokens = vec![token("bridge", "secret", "acme", &[Role::Ingest])];
-    let server =
-        TestServer::start(Config { tokens, rate_limit_per_second: 5.0, rate_limit_burst: 2.0, ..Config::for_tests() })
-            .await;
+    let clock = ManualClock::new();
+    let config = Config { tokens, rate_limit_per_second: 5.0, rate_limit_burst: 2.0, ..Config::for_tests() };
+    let server = TestServer::start_with_clock(config, clock.clone()).await;
     let mut ingest = IngestServiceClient::new(client(&server, Some("secret")).connect().await.unwrap());
     let mut limited = None;
     for i in 0..5 {
@@ -379,7 +382,7 @@ async fn a_rate_limited_token_gets_retry_info_and_recovers() {
     assert_eq!(status.code(), Code::ResourceExhausted);
     let wait = status.get_details_retry_info().and_then(|r| r.retry_delay).expect("RetryInfo");
     assert!(wait <= Duration::from_millis(200), "{wait:?}");
-    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    clock.advance(wait + Duration::from_millis(20));
     assert!(ingest.ingest(request(pb::Vendor::SalesforceVoice, &sf("callstarted", "after", json!({})))).await.is_ok());
     server.stop().await.unwrap();
 }
@@ -400,10 +403,11 @@ async fn a_changed_auth_file_is_reloaded() {
     assert!(old.ingest(request(pb::Vendor::SalesforceVoice, &sf("hold", "x", json!({})))).await.is_ok());
     std::fs::write(&file, entry(&token("new", "new-secret", "acme", &[Role::Ingest]))).unwrap();
     let mut new = IngestServiceClient::new(client(&server, Some("new-secret")).connect().await.unwrap());
-    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut watches = 0;
     while new.ingest(request(pb::Vendor::SalesforceVoice, &sf("resume", "x", json!({})))).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "the new token never worked");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(watches < 3, "the new token never worked");
+        skip_ahead(FILE_WATCH_INTERVAL).await;
+        watches += 1;
     }
     let err = old.ingest(request(pb::Vendor::SalesforceVoice, &sf("mute", "x", json!({})))).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "the removed token no longer works");
@@ -428,7 +432,7 @@ async fn a_tenant_cannot_open_more_subscriptions_than_allowed() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_subscription_ends_at_the_clients_deadline() {
     let server = TestServer::memory().await;
     let mut calls = server.call_client().await;
@@ -493,7 +497,7 @@ async fn the_metrics_endpoint_is_scraped_and_parsed() {
     let mut calls = server.call_client().await;
     let mut sub = Sub::open(&mut calls, live()).await;
     sub.until(pb::CheckpointReason::CaughtUp).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await; // one gauge refresh
+    server.services.refresh_gauges().await;
     let mut s = tokio::net::TcpStream::connect(server.metrics_addr.unwrap()).await.unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut out = String::new();

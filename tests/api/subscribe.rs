@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::json;
+use switchboard::clock::{Clock, ManualClock};
 use switchboard::config::Config;
 use switchboard::proto::v1 as pb;
 use switchboard::proto::v1::subscribe_response::Response;
@@ -51,12 +52,22 @@ async fn replay_to_live_has_no_gap_or_duplicate(config: Config) {
     let server = TestServer::start(config).await;
     const N: usize = 400;
     let ingest = server.ingest_client().await;
+    let (progress, acked) = tokio::sync::watch::channel(0);
+    let progress = std::sync::Arc::new(progress);
     let writer = tokio::spawn(async move {
         // Several concurrent writers so the sqlite store commits in groups.
         let mut handles = Vec::new();
         for w in 0..4 {
             let mut client = ingest.clone();
-            handles.push(tokio::spawn(async move { start_calls(&mut client, &format!("w{w}"), N / 4).await }));
+            let progress = progress.clone();
+            handles.push(tokio::spawn(async move {
+                let mut seqs = Vec::with_capacity(N / 4);
+                for i in 0..N / 4 {
+                    seqs.extend(start_calls(&mut client, &format!("w{w}-{i}"), 1).await);
+                    progress.send_modify(|n| *n += 1);
+                }
+                seqs
+            }));
         }
         let mut seqs = Vec::new();
         for h in handles {
@@ -67,8 +78,10 @@ async fn replay_to_live_has_no_gap_or_duplicate(config: Config) {
     let mut readers = Vec::new();
     for i in 0..6 {
         let mut calls = server.call_client().await;
+        let mut acked = acked.clone();
         readers.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(i * 15)).await;
+            // The readers join at different points of the writes.
+            acked.wait_for(|n| *n >= i * N / 10).await.unwrap();
             let mut sub = Sub::open(&mut calls, from_beginning()).await;
             let mut got = Vec::with_capacity(N);
             while got.len() < N {
@@ -267,7 +280,7 @@ async fn a_subscriber_that_stops_reading_is_moved_to_the_log_and_loses_nothing()
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn heartbeats_carry_a_fresh_cursor_even_for_a_filtered_subscriber() {
     let server = TestServer::memory().await;
     let mut calls = server.call_client().await;
@@ -317,11 +330,12 @@ async fn a_disconnected_subscriber_frees_its_slot_at_once() {
 
 #[tokio::test]
 async fn since_starts_at_the_first_event_received_at_that_time() {
-    let server = TestServer::memory().await;
+    let clock = ManualClock::new();
+    let server = TestServer::start_with_clock(Config::for_tests(), clock.clone()).await;
     let mut ingest = server.ingest_client().await;
     start_calls(&mut ingest, "before", 3).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let cut = chrono::Utc::now();
+    clock.advance(Duration::from_millis(20));
+    let cut = clock.now();
     let later = start_calls(&mut ingest, "after", 2).await;
     let req = pb::SubscribeRequest {
         start: Some(pb::subscribe_request::Start::Since(switchboard::codec::convert::timestamp(cut))),

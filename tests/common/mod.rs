@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard::app::{App, AppError};
+use switchboard::clock::Clock;
 use switchboard::config::{Config, StoreKind};
 use switchboard::proto::v1 as pb;
 use switchboard::proto::v1::call_service_client::CallServiceClient;
@@ -20,6 +21,8 @@ use switchboard::service::Services;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckResponse;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 /// How long a test waits for a message that should come.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -44,7 +47,17 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with `config` (use `Config::for_tests()` as a base).
     pub async fn start(config: Config) -> TestServer {
-        let app = App::build(config).await.expect("server builds");
+        TestServer::start_app(App::build(config).await).await
+    }
+
+    /// Starts a server reading the time from `clock` (a
+    /// `switchboard::clock::ManualClock` the test moves forward).
+    pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> TestServer {
+        TestServer::start_app(App::builder(config).clock(clock).build().await).await
+    }
+
+    async fn start_app(app: Result<App, AppError>) -> TestServer {
+        let app = app.expect("server builds");
         let addr = app.local_addr();
         let metrics_addr = app.metrics_addr();
         let services = app.services();
@@ -237,13 +250,71 @@ pub fn seq(u: &pb::CallUpdate) -> u64 {
     u.event.as_ref().map_or(0, |e| e.sequence)
 }
 
-/// Polls `f` until it is true, failing the test after [`WAIT`].
+/// Waits until `f` is true, failing the test after [`WAIT`]: for state of
+/// the in-process server that settles once the runtime has done its
+/// pending work (a disconnect reaching the server). `f` is checked after
+/// every turn of the scheduler, not on a timer.
 pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let settled = async {
+        while !f() {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(WAIT, settled).await.unwrap_or_else(|_| panic!("timed out waiting for: {what}"));
+}
+
+/// What concurrent writers had acknowledged, shared with the test that
+/// waits for enough of it.
+pub struct Acked<T>(Arc<tokio::sync::watch::Sender<Vec<T>>>);
+
+impl<T> Clone for Acked<T> {
+    fn clone(&self) -> Self {
+        Acked(self.0.clone())
     }
+}
+
+impl<T> Default for Acked<T> {
+    fn default() -> Self {
+        Acked(Arc::new(tokio::sync::watch::Sender::new(Vec::new())))
+    }
+}
+
+impl<T: Clone> Acked<T> {
+    /// One more acknowledged.
+    pub fn push(&self, value: T) {
+        self.0.send_modify(|v| v.push(value));
+    }
+
+    /// Waits until at least `n` are acknowledged, failing the test after
+    /// [`WAIT`].
+    pub async fn at_least(&self, n: usize) {
+        let mut rx = self.0.subscribe();
+        let enough = tokio::time::timeout(WAIT, rx.wait_for(|v| v.len() >= n)).await;
+        assert!(matches!(enough, Ok(Ok(_))), "fewer than {n} acknowledged within {WAIT:?}");
+    }
+
+    /// Everything acknowledged so far.
+    pub fn all(&self) -> Vec<T> {
+        self.0.borrow().clone()
+    }
+}
+
+/// Reads a `grpc.health.v1.Health/Watch` stream until it reports `want`,
+/// failing the test after [`WAIT`].
+pub async fn health_until(watch: &mut tonic::Streaming<HealthCheckResponse>, want: ServingStatus, what: &str) {
+    let reached = async {
+        while watch.message().await.expect("the watch goes on").expect("the watch goes on").status() != want {}
+    };
+    tokio::time::timeout(WAIT, reached).await.unwrap_or_else(|_| panic!("timed out waiting for: {what}"));
+}
+
+/// Runs the server's interval loops that fall due within `by` (file
+/// watchers, gauges) now: tokio's clock jumps ahead by `by` instead of the
+/// test sleeping through it.
+pub async fn skip_ahead(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
 }
 
 /// A `switchboard serve` child process on a random loopback port.

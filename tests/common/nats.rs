@@ -55,6 +55,7 @@ impl NatsServer {
         let deadline = tokio::time::Instant::now() + WAIT;
         while tokio::net::TcpStream::connect(addr).await.is_err() {
             assert!(tokio::time::Instant::now() < deadline, "nats-server did not start");
+            // Waits on the nats-server child process to listen.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
