@@ -50,7 +50,7 @@ pub enum AppError {
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// Why.
+        /// The operating system's reason.
         source: std::io::Error,
     },
     /// The gRPC server failed.

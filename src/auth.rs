@@ -123,7 +123,7 @@ pub enum AuthConfigError {
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// The operating system's reason.
         source: std::io::Error,
     },
     /// The token file is not valid.

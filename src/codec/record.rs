@@ -16,7 +16,7 @@ use crate::domain::{Call, CallEvent, Direction, EventMeta, EventType, Vendor};
 pub struct Record {
     /// Log position.
     pub sequence: u64,
-    /// Owner.
+    /// The tenant whose log this is: fan-out and replay never cross it.
     pub tenant: String,
     /// When the server received the event.
     pub received_at: DateTime<Utc>,

@@ -14,7 +14,7 @@ pub struct EventMeta {
     pub conversation_id: String,
     /// Event type.
     pub event_type: Option<EventType>,
-    /// Vendor.
+    /// Vendor that reported the event.
     pub vendor: Option<Vendor>,
     /// Direction of the call.
     pub direction: Option<Direction>,
@@ -34,9 +34,9 @@ pub struct EventFilter {
     pub conversation_ids: HashSet<String>,
     /// Event types.
     pub types: HashSet<EventType>,
-    /// Vendors.
+    /// Vendors to pass (empty: any).
     pub vendors: HashSet<Vendor>,
-    /// Directions.
+    /// Call directions to pass (empty: any).
     pub directions: HashSet<Direction>,
     /// Agent ids.
     pub agent_ids: HashSet<String>,

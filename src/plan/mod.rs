@@ -36,7 +36,7 @@ pub use correlate::{CORRELATION_CANDIDATES, correlate, new_correlated_id};
 /// One ingest request, ready for the store.
 #[derive(Clone, Debug)]
 pub struct IngestBatch {
-    /// Owner.
+    /// The tenant the credential acts for: every key and call is scoped to it.
     pub tenant: TenantId,
     /// The request's idempotency key, when given.
     pub request_id: Option<String>,

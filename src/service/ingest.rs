@@ -15,7 +15,7 @@ const MAX_KEY_LEN: usize = 128;
 /// One ingest request, validated at the edge except for the payload.
 #[derive(Clone, Debug)]
 pub struct IngestInput {
-    /// Owner.
+    /// The tenant the credential acts for: every key and call is scoped to it.
     pub tenant: TenantId,
     /// The vendor, or `None` to detect it.
     pub vendor: Option<Vendor>,

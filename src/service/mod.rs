@@ -53,7 +53,7 @@ pub struct Services {
     pub hub: Arc<Hub>,
     /// Vendor adapters.
     pub normalizer: Normalizer,
-    /// Limits.
+    /// Payload, heartbeat and subscriber limits the RPCs enforce.
     pub options: ServiceOptions,
     /// Fired on shutdown: every stream sends its final checkpoint and ends.
     pub shutdown: CancellationToken,

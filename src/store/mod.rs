@@ -75,7 +75,7 @@ pub enum StateFilter {
     Any,
     /// Not ended.
     Active,
-    /// Ended.
+    /// Only calls that ended.
     Ended,
 }
 
@@ -83,15 +83,15 @@ pub enum StateFilter {
 /// sequence (which never changes).
 #[derive(Clone, Debug, Default)]
 pub struct CallQuery {
-    /// Lifecycle.
+    /// Active, ended or any call.
     pub state: StateFilter,
-    /// Vendor.
+    /// Only this vendor's calls.
     pub vendor: Option<Vendor>,
-    /// Direction.
+    /// Only calls in this direction.
     pub direction: Option<Direction>,
-    /// Agent.
+    /// Only calls this agent handled.
     pub agent_id: Option<String>,
-    /// Queue.
+    /// Only calls of this queue.
     pub queue_id: Option<String>,
     /// Only calls whose first sequence is below this (the page cursor).
     pub before_first_sequence: Option<u64>,

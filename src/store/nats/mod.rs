@@ -66,9 +66,9 @@ pub struct NatsOptions {
     pub url: String,
     /// User name (with `password`).
     pub user: Option<String>,
-    /// Password.
+    /// Password of `user`.
     pub password: Option<String>,
-    /// Token.
+    /// Token authentication, instead of a user and password.
     pub token: Option<String>,
     /// Credentials file (JWT + NKey).
     pub creds_file: Option<PathBuf>,
