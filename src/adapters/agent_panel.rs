@@ -599,7 +599,7 @@ mod tests {
 
     fn norm(v: Value) -> Result<Normalized, AdapterError> {
         let phone = PhoneNormalizer::new("US").unwrap();
-        AgentPanel.normalize(&v, &NormalizeContext { vendor_event_type: None, phone: &phone })
+        AgentPanel.normalize(&v, &NormalizeContext::new(None, &phone))
     }
 
     fn envelope(event_type: &str, data: Value) -> Value {

@@ -434,7 +434,7 @@ fn agent_status(body: &Value, path: &str, msg: &MsgInfo, frame: Option<&Frame>) 
     d.occurred_at = event_time(a.status_event_ts, msg, frame);
     d.parties.push(agent_party(&agent, None));
     d.agent_id = agent;
-    d.detail = Some(Detail::AgentStatus { state, reason });
+    d.detail = Some(Detail::AgentStatus { state, reason, agent_state: None });
     Ok(d)
 }
 

@@ -121,6 +121,17 @@ pub struct NormalizeContext<'a> {
     pub vendor_event_type: Option<&'a str>,
     /// Phone-number normalization (default region).
     pub phone: &'a PhoneNormalizer,
+    /// The agent a browser relay forwards for (`IngestRequest.agent_id`):
+    /// browser-born vendors (agent panel, Salesforce) put it on the agent
+    /// party and into their one-shot natural keys and correlation key.
+    pub agent_id: Option<&'a str>,
+}
+
+impl<'a> NormalizeContext<'a> {
+    /// A context without a relay agent.
+    pub fn new(vendor_event_type: Option<&'a str>, phone: &'a PhoneNormalizer) -> Self {
+        NormalizeContext { vendor_event_type, phone, agent_id: None }
+    }
 }
 
 /// One vendor's translation into the canonical model.
@@ -190,12 +201,24 @@ impl Normalizer {
         payload: &[u8],
         vendor_event_type: Option<&str>,
     ) -> Result<Normalized, AdapterError> {
+        self.normalize_for(vendor, payload, vendor_event_type, None)
+    }
+
+    /// Normalizes one payload a relay forwarded on behalf of `agent_id`
+    /// (`IngestRequest.agent_id`; `None` when the request named none).
+    pub fn normalize_for(
+        &self,
+        vendor: Option<Vendor>,
+        payload: &[u8],
+        vendor_event_type: Option<&str>,
+        agent_id: Option<&str>,
+    ) -> Result<Normalized, AdapterError> {
         let value: Value = serde_json::from_slice(payload).map_err(|e| AdapterError::InvalidJson {
             line: e.line(),
             column: e.column(),
             message: e.to_string(),
         })?;
-        let ctx = NormalizeContext { vendor_event_type, phone: &self.phone };
+        let ctx = NormalizeContext { vendor_event_type, phone: &self.phone, agent_id };
         let vendor = match vendor {
             Some(v) => {
                 if !self.adapter(v).detect(&value, vendor_event_type)

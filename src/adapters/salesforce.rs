@@ -338,7 +338,7 @@ mod tests {
     fn norm(json: &str) -> Result<Normalized, AdapterError> {
         let phone = PhoneNormalizer::new("US").unwrap();
         let v: Value = serde_json::from_str(json).unwrap();
-        Salesforce.normalize(&v, &NormalizeContext { vendor_event_type: None, phone: &phone })
+        Salesforce.normalize(&v, &NormalizeContext::new(None, &phone))
     }
 
     #[test]

@@ -490,7 +490,7 @@ mod tests {
     fn norm_with(json: &str, hint: Option<&str>) -> Result<Normalized, AdapterError> {
         let phone = PhoneNormalizer::new("NL").unwrap();
         let v: Value = serde_json::from_str(json).unwrap();
-        Xelion.normalize(&v, &NormalizeContext { vendor_event_type: hint, phone: &phone })
+        Xelion.normalize(&v, &NormalizeContext::new(hint, &phone))
     }
 
     fn norm(json: &str) -> Result<Normalized, AdapterError> {
@@ -667,7 +667,7 @@ mod tests {
             "callerPhoneNumber":"201","callerUser":"1816134","calleePhoneNumber":"+31152511411"}}"#,
         )
         .unwrap();
-        let n = Xelion.normalize(&v, &NormalizeContext { vendor_event_type: None, phone: &phone }).unwrap();
+        let n = Xelion.normalize(&v, &NormalizeContext::new(None, &phone)).unwrap();
         let customer = &n.events[0].parties[0];
         assert_eq!(customer.role, Some(PartyRole::Customer));
         assert_eq!(customer.e164, "+31152511411");

@@ -27,6 +27,10 @@ pub struct IngestArgs {
     /// An idempotency key; with several payloads `-N` is appended to each.
     #[arg(long, default_value = "")]
     request_id: String,
+    /// The agent or user on whose behalf the payloads are sent (what a browser
+    /// relay sets: the logged-in agent of an 8x8 agent panel or Salesforce).
+    #[arg(long, default_value = "")]
+    agent_id: String,
     /// Treat each line of every file as one payload (JSON lines).
     #[arg(long)]
     lines: bool,
@@ -77,6 +81,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             request_id,
             vendor_event_type: args.vendor_event_type.clone(),
             received_at: None,
+            agent_id: args.agent_id.clone(),
         };
         match client.ingest(req).await {
             Ok(resp) => {

@@ -55,6 +55,34 @@ pub fn party(p: &Party) -> pb::Party {
         display_name: p.display_name.clone(),
         agent_id: p.agent_id.clone(),
         user_id: p.user_id.clone(),
+        party_id: p.party_id.clone(),
+        state: num(p.state, |s| s.number()),
+        joined_at: opt_ts(p.joined_at),
+        left_at: opt_ts(p.left_at),
+        wrap_up: p.wrap_up.as_ref().map(wrap_up),
+    }
+}
+
+fn wrap_up_code(c: &domain::WrapUpCode) -> pb::WrapUpCode {
+    pb::WrapUpCode { code: c.code.clone(), label: c.label.clone() }
+}
+
+fn wrap_up(w: &domain::WrapUp) -> pb::WrapUp {
+    pb::WrapUp {
+        started_at: opt_ts(w.started_at),
+        ended_at: opt_ts(w.ended_at),
+        codes: w.codes.iter().map(wrap_up_code).collect(),
+        disposition: w.disposition.clone(),
+    }
+}
+
+fn queue_visit(v: &domain::QueueVisit) -> pb::QueueVisit {
+    pb::QueueVisit {
+        queue_id: v.queue_id.clone(),
+        queue_name: v.queue_name.clone(),
+        entered_at: opt_ts(v.entered_at),
+        left_at: opt_ts(v.left_at),
+        result: num(v.result, |r| r.number()),
     }
 }
 
@@ -85,9 +113,17 @@ fn detail(d: &Detail) -> pb::call_event::Detail {
         }
         Detail::Recording(r) => D::Recording(recording(r)),
         Detail::Participant(p) => D::Participant(pb::ParticipantDetail { party: Some(party(p)) }),
-        Detail::AgentStatus { state, reason } => {
-            D::AgentStatus(pb::AgentStatusDetail { state: state.clone(), reason: reason.clone() })
-        }
+        Detail::AgentStatus { state, reason, agent_state } => D::AgentStatus(pb::AgentStatusDetail {
+            state: state.clone(),
+            reason: reason.clone(),
+            agent_state: num(*agent_state, |s| s.number()),
+        }),
+        Detail::Transfer(t) => D::Transfer(pb::Transfer {
+            kind: num(t.kind, |k| k.number()),
+            from: t.from.as_ref().map(party),
+            to: t.to.as_ref().map(party),
+            target: t.target.clone(),
+        }),
         Detail::AudioStats(s) => D::AudioStats(pb::AudioStatsDetail {
             channel: s.channel.clone(),
             packets_lost: s.packets_lost,
@@ -158,10 +194,19 @@ pub fn call(c: &Call) -> pb::Call {
         hangup_initiator: num(c.hangup_initiator, |r| r.number()),
         media: num(c.media, |m| m.number()),
         attributes: c.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        previous_call_id: c.previous_call_id.clone(),
+        queue_name: c.queue_name.clone(),
+        queue_visits: c.queue_visits.iter().map(queue_visit).collect(),
+        wrap_up_codes: c.wrap_up_codes.iter().map(wrap_up_code).collect(),
     }
 }
 
+fn wrap_up_code_from_pb(c: &pb::WrapUpCode) -> domain::WrapUpCode {
+    domain::WrapUpCode { code: c.code.clone(), label: c.label.clone() }
+}
+
 fn party_from_pb(p: &pb::Party) -> Party {
+    let ts = |t: &Option<prost_types::Timestamp>| t.as_ref().and_then(from_timestamp);
     Party {
         role: domain::PartyRole::from_number(p.role),
         phone_number: p.phone_number.clone(),
@@ -169,6 +214,16 @@ fn party_from_pb(p: &pb::Party) -> Party {
         display_name: p.display_name.clone(),
         agent_id: p.agent_id.clone(),
         user_id: p.user_id.clone(),
+        party_id: p.party_id.clone(),
+        state: domain::PartyState::from_number(p.state),
+        joined_at: ts(&p.joined_at),
+        left_at: ts(&p.left_at),
+        wrap_up: p.wrap_up.as_ref().map(|w| domain::WrapUp {
+            started_at: ts(&w.started_at),
+            ended_at: ts(&w.ended_at),
+            codes: w.codes.iter().map(wrap_up_code_from_pb).collect(),
+            disposition: w.disposition.clone(),
+        }),
     }
 }
 
@@ -219,6 +274,20 @@ pub fn call_from_pb(c: &pb::Call) -> Call {
         vendor_order: None,
         last_vendor_time: None,
         correlation_key: None,
+        previous_call_id: c.previous_call_id.clone(),
+        queue_name: c.queue_name.clone(),
+        queue_visits: c
+            .queue_visits
+            .iter()
+            .map(|v| domain::QueueVisit {
+                queue_id: v.queue_id.clone(),
+                queue_name: v.queue_name.clone(),
+                entered_at: ts(&v.entered_at),
+                left_at: ts(&v.left_at),
+                result: domain::QueueResult::from_number(v.result),
+            })
+            .collect(),
+        wrap_up_codes: c.wrap_up_codes.iter().map(wrap_up_code_from_pb).collect(),
     }
 }
 
@@ -245,7 +314,10 @@ pub fn encode_update(event: &CallEvent, call_after: Option<&Call>) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{CallOutcome, CallState, Direction, EventType, Media, PartyRole, RecordingState, Vendor};
+    use crate::domain::{
+        AgentState, CallOutcome, CallState, Direction, EventType, Media, PartyRole, PartyState, QueueResult,
+        RecordingState, TransferKind, Vendor,
+    };
 
     /// The domain enums carry the proto numbers; this proves the names agree,
     /// so the two can never drift apart silently.
@@ -335,6 +407,44 @@ mod tests {
             |n| pb::RecordingState::try_from(n).ok(),
             |p| p.as_str_name(),
         );
+        check(
+            PartyState::ALL,
+            |v| v.number(),
+            |v| v.name(),
+            "PARTY_STATE_",
+            |n| pb::PartyState::try_from(n).ok(),
+            |p| p.as_str_name(),
+        );
+        check(
+            AgentState::ALL,
+            |v| v.number(),
+            |v| v.name(),
+            "AGENT_STATE_",
+            |n| pb::AgentState::try_from(n).ok(),
+            |p| p.as_str_name(),
+        );
+        check(
+            TransferKind::ALL,
+            |v| v.number(),
+            |v| v.name(),
+            "TRANSFER_KIND_",
+            |n| pb::TransferKind::try_from(n).ok(),
+            |p| p.as_str_name(),
+        );
+        check(
+            QueueResult::ALL,
+            |v| v.number(),
+            |v| v.name(),
+            "QUEUE_RESULT_",
+            |n| pb::QueueResult::try_from(n).ok(),
+            |p| p.as_str_name(),
+        );
+        // Every proto value has a domain twin (the highest number is the count).
+        assert_eq!(pb::CallOutcome::Expired as usize, CallOutcome::ALL.len());
+        assert_eq!(pb::PartyState::Left as usize, PartyState::ALL.len());
+        assert_eq!(pb::AgentState::Offline as usize, AgentState::ALL.len());
+        assert_eq!(pb::TransferKind::Conference as usize, TransferKind::ALL.len());
+        assert_eq!(pb::QueueResult::Transferred as usize, QueueResult::ALL.len());
         assert_eq!(
             pb::EventType::AgentStatusChanged as usize,
             EventType::ALL.len(),

@@ -200,7 +200,148 @@ proto_enum! {
         Blocked = 9 => "BLOCKED",
         /// Invalid address.
         BadAddress = 10 => "BAD_ADDRESS",
+        /// This leg was handed on to another leg or destination.
+        Transferred = 11 => "TRANSFERRED",
+        /// The caller reached voicemail.
+        Voicemail = 12 => "VOICEMAIL",
+        /// Closed by the server after a long time without news.
+        Expired = 13 => "EXPIRED",
     }
+}
+
+proto_enum! {
+    /// Where one party is in a call (the call's own state is [`CallState`]).
+    PartyState {
+        /// Offered to or ringing at this party.
+        Alerting = 1 => "ALERTING",
+        /// On the call, talking.
+        Connected = 2 => "CONNECTED",
+        /// On the call, on hold.
+        OnHold = 3 => "ON_HOLD",
+        /// Off the conversation, in after-call work.
+        WrapUp = 4 => "WRAP_UP",
+        /// Gone from the call.
+        Left = 5 => "LEFT",
+    }
+}
+
+impl PartyState {
+    /// True while the party is still in the conversation (ringing, talking
+    /// or held).
+    pub fn is_present(self) -> bool {
+        matches!(self, PartyState::Alerting | PartyState::Connected | PartyState::OnHold)
+    }
+}
+
+proto_enum! {
+    /// An agent's availability, from the vendor's documented codes.
+    AgentState {
+        /// Available for work.
+        Available = 1 => "AVAILABLE",
+        /// Busy (working, not available).
+        Busy = 2 => "BUSY",
+        /// In after-call work.
+        WrapUp = 3 => "WRAP_UP",
+        /// Logged in but away (break).
+        Away = 4 => "AWAY",
+        /// Logged out.
+        Offline = 5 => "OFFLINE",
+    }
+}
+
+proto_enum! {
+    /// How a call was handed on.
+    TransferKind {
+        /// Without the first agent talking to the target first.
+        Blind = 1 => "BLIND",
+        /// After the first agent talked to the target (warm).
+        Attended = 2 => "ATTENDED",
+        /// A consult: talking to another party without handing on.
+        Consult = 3 => "CONSULT",
+        /// The parties were joined into one conversation.
+        Conference = 4 => "CONFERENCE",
+    }
+}
+
+proto_enum! {
+    /// How a call left a queue.
+    QueueResult {
+        /// An agent was assigned.
+        Assigned = 1 => "ASSIGNED",
+        /// The caller hung up while queued.
+        Abandoned = 2 => "ABANDONED",
+        /// The queue's time limit passed.
+        Timeout = 3 => "TIMEOUT",
+        /// Moved on to another queue.
+        Overflow = 4 => "OVERFLOW",
+        /// Transferred out of the queue.
+        Transferred = 5 => "TRANSFERRED",
+    }
+}
+
+/// One wrap-up (disposition, TCL) code.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrapUpCode {
+    /// The code as the vendor gives it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code: String,
+    /// Its label, when the vendor gives one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label: String,
+}
+
+/// One agent's after-call work.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrapUp {
+    /// Start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// End.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Codes chosen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<WrapUpCode>,
+    /// Disposition set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub disposition: String,
+}
+
+/// One stay of a call in a queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueVisit {
+    /// Queue id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub queue_id: String,
+    /// Queue name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub queue_name: String,
+    /// Entry time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entered_at: Option<DateTime<Utc>>,
+    /// Exit time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_at: Option<DateTime<Utc>>,
+    /// How it left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<QueueResult>,
+}
+
+/// A transfer, consult or conference step (the `transfer` detail).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// The kind, when known.
+    #[serde(default)]
+    pub kind: Option<TransferKind>,
+    /// Who hands the call on.
+    #[serde(default)]
+    pub from: Option<Party>,
+    /// Who it is handed to.
+    #[serde(default)]
+    pub to: Option<Party>,
+    /// The target as the vendor gave it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target: String,
 }
 
 proto_enum! {
@@ -291,6 +432,21 @@ pub struct Party {
     /// Vendor user id.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user_id: String,
+    /// Stable id of the party within its call (set on the call's parties).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub party_id: String,
+    /// The party's own state in the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<PartyState>,
+    /// When it joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined_at: Option<DateTime<Utc>>,
+    /// When it left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_at: Option<DateTime<Utc>>,
+    /// Its after-call work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrap_up: Option<WrapUp>,
 }
 
 impl Party {
@@ -410,11 +566,16 @@ pub enum Detail {
     Participant(Party),
     /// AGENT_STATUS_CHANGED.
     AgentStatus {
-        /// New status.
+        /// New status, as the vendor gives it.
         state: String,
         /// Reason code.
         reason: String,
+        /// The status read from the vendor's documented codes.
+        #[serde(default)]
+        agent_state: Option<AgentState>,
     },
+    /// TRANSFER_REQUESTED / CALL_TRANSFERRED (and consult/conference steps).
+    Transfer(Box<Transfer>),
     /// AUDIO_STATS.
     AudioStats(AudioStats),
 }
@@ -540,6 +701,18 @@ pub struct Call {
     /// Correlation key of calls whose id had to be synthesized (8x8 agent
     /// panel); `None` for vendors with call ids.
     pub correlation_key: Option<String>,
+    /// The leg this one was transferred or consulted from.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub previous_call_id: String,
+    /// The name of the queue in `queue_id`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub queue_name: String,
+    /// Every queue the call went through, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queue_visits: Vec<QueueVisit>,
+    /// Wrap-up codes chosen for the call, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wrap_up_codes: Vec<WrapUpCode>,
 }
 
 impl Call {
@@ -583,6 +756,31 @@ impl Call {
             vendor_order: None,
             last_vendor_time: None,
             correlation_key: None,
+            previous_call_id: String::new(),
+            queue_name: String::new(),
+            queue_visits: Vec::new(),
+            wrap_up_codes: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_stored_before_parties_had_states_still_reads() {
+        // What sqlite and NATS KV rows written by older builds look like:
+        // none of the multi-party fields.
+        let mut old = serde_json::to_value(Call::new("acme", "sf:c1", Vendor::SalesforceVoice, Utc::now())).unwrap();
+        let obj = old.as_object_mut().unwrap();
+        for k in ["previous_call_id", "queue_name", "queue_visits", "wrap_up_codes"] {
+            obj.remove(k);
+        }
+        obj.insert("parties".into(), serde_json::json!([{"role": "Customer", "phone_number": "+15551234567"}]));
+        let call: Call = serde_json::from_value(old).unwrap();
+        assert!(call.queue_visits.is_empty() && call.wrap_up_codes.is_empty() && call.previous_call_id.is_empty());
+        assert_eq!(call.parties[0].state, None);
+        assert_eq!(call.parties[0].party_id, "");
     }
 }

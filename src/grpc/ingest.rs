@@ -50,6 +50,7 @@ impl IngestApi {
             payload: req.payload,
             request_id: Some(req.request_id).filter(|s| !s.is_empty()),
             vendor_event_type: Some(req.vendor_event_type).filter(|s| !s.is_empty()),
+            agent_id: Some(req.agent_id).filter(|s| !s.is_empty()),
             bridge_received_at,
             traceparent,
         };

@@ -25,6 +25,8 @@ pub struct IngestInput {
     pub request_id: Option<String>,
     /// Vendor event type for envelopes without one.
     pub vendor_event_type: Option<String>,
+    /// The agent a browser relay forwards for (`IngestRequest.agent_id`).
+    pub agent_id: Option<String>,
     /// When the bridge received it.
     pub bridge_received_at: Option<DateTime<Utc>>,
     /// The caller's W3C trace context, carried onto the events.
@@ -62,9 +64,24 @@ impl Services {
                 ));
             }
         }
+        if let Some(a) = &input.agent_id
+            && (a.len() > crate::adapters::MAX_ID_LEN || a.chars().any(char::is_control) || a.trim() != a)
+        {
+            return Err(ServiceError::invalid(
+                "agent_id",
+                format!(
+                    "must be at most {} printable characters without surrounding spaces",
+                    crate::adapters::MAX_ID_LEN
+                ),
+            ));
+        }
         let started = std::time::Instant::now();
-        let mut normalized =
-            self.normalizer.normalize(input.vendor, &input.payload, input.vendor_event_type.as_deref())?;
+        let mut normalized = self.normalizer.normalize_for(
+            input.vendor,
+            &input.payload,
+            input.vendor_event_type.as_deref(),
+            input.agent_id.as_deref(),
+        )?;
         metrics::histogram!("switchboard_normalize_seconds", "vendor" => normalized.vendor.label())
             .record(started.elapsed().as_secs_f64());
         if let Some(tp) = &input.traceparent {

@@ -11,7 +11,7 @@ const GUID: &str = "int-184a63564dc-ohWfVIbHJz2Hr2JFhAfdlb4Fa-phone-00-acmecorp0
 
 fn norm_value(v: &Value) -> Result<Normalized, AdapterError> {
     let phone = PhoneNormalizer::new("US").unwrap();
-    EventStreaming.normalize(v, &NormalizeContext { vendor_event_type: None, phone: &phone })
+    EventStreaming.normalize(v, &NormalizeContext::new(None, &phone))
 }
 
 fn norm(v: Value) -> Result<Normalized, AdapterError> {
@@ -529,13 +529,13 @@ fn agent_status_change_is_an_agent_event_without_a_call() {
     let e = one(&n);
     assert_eq!((e.event_type, e.call.clone()), (E::AgentStatusChanged, None));
     assert_eq!(e.agent_id, "ag64oyEUb_Sk6bxVB9P5yaaa");
-    assert_eq!(e.detail, Some(Detail::AgentStatus { state: "5".into(), reason: "801=1722".into() }));
+    assert_eq!(e.detail, Some(Detail::AgentStatus { state: "5".into(), reason: "801=1722".into(), agent_state: None }));
     assert_eq!(e.occurred_at.unwrap().timestamp(), 1_669_235_544);
 
     let sub = json!({"AgentStatusChange": {"agentId": "a", "newState": "2", "newSubState": "lunch", "newSubStateReason": "break"}});
     assert_eq!(
         one(&norm(sub).unwrap()).detail,
-        Some(Detail::AgentStatus { state: "2/lunch".into(), reason: "break".into() })
+        Some(Detail::AgentStatus { state: "2/lunch".into(), reason: "break".into(), agent_state: None })
     );
     let no_agent = json!({"AgentStatusChange": {"newState": 5}});
     assert_eq!(field_of(norm(no_agent).unwrap_err()), "AgentStatusChange.agentId");

@@ -213,6 +213,7 @@ async fn call(
                 request_id: r.request_id,
                 vendor_event_type: r.vendor_event_type,
                 received_at: r.received_at,
+                agent_id: r.agent_id,
             });
             meta(req.metadata_mut());
             match BenchServiceClient::new(ch.clone()).noop(req).await {
