@@ -327,7 +327,8 @@ async fn health_loop(
     }
 }
 
-/// Applies retention periodically, as of the services' clock.
+/// Applies retention, then idle-call expiry, periodically, as of the
+/// services' clock.
 async fn retention_loop(services: Arc<Services>, every: Duration, stop: CancellationToken) {
     let store = &services.store;
     let mut tick = tokio::time::interval(every);
@@ -357,6 +358,11 @@ async fn retention_loop(services: Arc<Services>, every: Duration, stop: Cancella
         }
         if total.events + total.dedup_keys + total.calls > 0 {
             tracing::info!(events = total.events, dedup_keys = total.dedup_keys, calls = total.calls, "retention pass");
+        }
+        if let Some(idle) = services.options.call_idle_timeout
+            && let Err(e) = services.expire_idle_calls(idle).await
+        {
+            tracing::warn!(error = %e, "idle call expiry failed");
         }
     }
 }

@@ -51,7 +51,10 @@ pub enum LogFormat {
 // The defaults, each written once. Those of the store, NATS and the services
 // live beside the option structs that use them (a lower layer never reads
 // the configuration); the rest here.
-pub use crate::service::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_MAX_SUBSCRIBERS_PER_TENANT};
+pub use crate::service::{
+    DEFAULT_CALL_IDLE_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_SUBSCRIBERS_PER_TENANT,
+};
 pub use crate::store::nats::{
     DEFAULT_NATS_DUPLICATE_WINDOW, DEFAULT_NATS_MAX_BYTES, DEFAULT_NATS_REQUEST_TIMEOUT, DEFAULT_NATS_STREAM,
     DEFAULT_NATS_STREAM_REPLICAS, DEFAULT_NATS_SUBJECT_PREFIX, DEFAULT_NATS_URL,
@@ -150,6 +153,9 @@ declare_knobs! {
         retention_interval: Duration = DEFAULT_RETENTION_INTERVAL, value_name = "DURATION";
         /// How long an 8x8 agent-panel call (no vendor call id) stays open for correlation without news.
         correlation_window: Duration = DEFAULT_CORRELATION_WINDOW, value_name = "DURATION";
+        /// Close a call with no event for this long (a lost hang-up, a panel offer from a manual
+        /// search) with CALL_ENDED, outcome CALL_OUTCOME_EXPIRED; `0` never closes one.
+        call_idle_timeout: Duration = DEFAULT_CALL_IDLE_TIMEOUT, value_name = "DURATION";
         /// Heartbeat checkpoint interval of Subscribe streams.
         heartbeat_interval: Duration = DEFAULT_HEARTBEAT_INTERVAL, value_name = "DURATION";
         /// Live events queued per subscriber before it is moved to reading the log.
@@ -231,6 +237,8 @@ pub struct Config {
     pub retention_interval: Duration,
     /// 8x8 agent-panel correlation window.
     pub correlation_window: Duration,
+    /// Calls idle this long are closed as expired (`None`: never).
+    pub call_idle_timeout: Option<Duration>,
     /// Subscribe heartbeat interval.
     pub heartbeat_interval: Duration,
     /// Live queue per subscriber.
@@ -355,6 +363,7 @@ impl Config {
             retention_max_events: Some(k.retention_max_events).filter(|n| *n > 0),
             retention_interval: k.retention_interval,
             correlation_window: k.correlation_window,
+            call_idle_timeout: Some(k.call_idle_timeout).filter(|d| !d.is_zero()),
             heartbeat_interval: k.heartbeat_interval,
             subscriber_buffer: k.subscriber_buffer,
             max_payload_bytes: k.max_payload_bytes,
@@ -393,6 +402,7 @@ impl Config {
             max_payload_bytes: self.max_payload_bytes,
             heartbeat_interval: self.heartbeat_interval,
             max_subscribers_per_tenant: self.max_subscribers_per_tenant,
+            call_idle_timeout: self.call_idle_timeout,
         }
     }
 
@@ -425,6 +435,7 @@ impl Config {
             ("--dedup-window", Some(self.dedup_window)),
             ("--retention-max-age", self.retention_max_age),
             ("--correlation-window", Some(self.correlation_window)),
+            ("--call-idle-timeout", self.call_idle_timeout),
         ] {
             if d.is_some_and(|d| d > century) {
                 return bad(&format!("{name} must be at most 100 years"));

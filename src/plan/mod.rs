@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::identity::event_id;
 use crate::domain::lifecycle::{self, Applied, ApplyContext};
-use crate::domain::{Call, CallEvent, CallRef, Identity, Normalized, TenantId};
+use crate::domain::{Call, CallEvent, CallOutcome, CallRef, EventDraft, EventType, Identity, Normalized, TenantId};
 
 pub use correlate::{CORRELATION_CANDIDATES, correlate, new_correlated_id};
 
@@ -269,6 +269,13 @@ impl<'b> Planning<'b> {
             return Ok(Step::Event { event: Box::new(event), call: None, based_on: 0 });
         };
         let (call_id, existing) = correlate::resolve(batch, call_ref, draft, view, &self.local, windows)?;
+        if is_expiry(draft)
+            && existing.as_ref().is_none_or(|c| !c.state.is_active() || Some(c.updated_at) != draft.occurred_at)
+        {
+            // The call had news (or ended, or is gone) since the sweep saw
+            // it idle: it stays as it is.
+            return Ok(Step::Repeat);
+        }
         if n.identity.is_content_hash() {
             // The same content may legitimately recur (hold, resume, hold):
             // "the same vendor event" is the same content at the same point
@@ -379,6 +386,13 @@ pub fn plan<V: StateView>(
         }
     }
     Ok(planning.finish(&[]))
+}
+
+/// Whether a draft is the server's own idle expiry
+/// ([`crate::service::expiry`]): a `CALL_ENDED` with the outcome
+/// `CALL_OUTCOME_EXPIRED`, timed at the last update of the call it saw.
+fn is_expiry(draft: &EventDraft) -> bool {
+    draft.event_type == EventType::CallEnded && draft.facts.outcome == Some(CallOutcome::Expired)
 }
 
 /// The dedup key of the request's idempotency key.

@@ -1,6 +1,7 @@
 //! What the RPCs do, in terms of the domain, the store and the hub. The
 //! tonic glue in `grpc/` only converts requests and errors.
 
+pub mod expiry;
 pub mod ingest;
 pub mod query;
 pub mod subscribe;
@@ -25,6 +26,9 @@ pub struct ServiceOptions {
     pub heartbeat_interval: Duration,
     /// Concurrent Subscribe streams per tenant.
     pub max_subscribers_per_tenant: usize,
+    /// Calls with no event for this long are closed as expired (`None`:
+    /// never); see [`expiry`].
+    pub call_idle_timeout: Option<Duration>,
 }
 
 /// `--heartbeat-interval`.
@@ -33,6 +37,9 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 /// `--max-subscribers-per-tenant`.
 pub const DEFAULT_MAX_SUBSCRIBERS_PER_TENANT: usize = 10_000;
+/// `--call-idle-timeout`: long enough for any real call and its wrap-up,
+/// short enough that a wallboard is clean by the next shift.
+pub const DEFAULT_CALL_IDLE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 
 impl Default for ServiceOptions {
     /// The server's defaults.
@@ -41,6 +48,7 @@ impl Default for ServiceOptions {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             max_subscribers_per_tenant: DEFAULT_MAX_SUBSCRIBERS_PER_TENANT,
+            call_idle_timeout: Some(DEFAULT_CALL_IDLE_TIMEOUT),
         }
     }
 }

@@ -197,6 +197,10 @@ impl Store for MemoryStore {
         Ok(Snapshot { calls: super::active_calls(mine), as_of: inner.last })
     }
 
+    async fn idle_calls(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Call>, StoreError> {
+        Ok(super::idle_calls(self.lock()?.calls.values(), before, limit))
+    }
+
     async fn prune(&self, now: DateTime<Utc>) -> Result<PruneStats, StoreError> {
         let mut inner = self.lock()?;
         let mut stats = PruneStats::default();

@@ -132,6 +132,15 @@ pub(crate) fn active_calls<'a>(calls: impl Iterator<Item = &'a Call>) -> Vec<Cal
     active
 }
 
+/// The active calls of an in-memory collection idle since before `before`,
+/// least recently updated first (stores that keep call state in memory share
+/// this).
+pub(crate) fn idle_calls<'a>(calls: impl Iterator<Item = &'a Call>, before: DateTime<Utc>, limit: usize) -> Vec<Call> {
+    let mut idle: Vec<&Call> = calls.filter(|c| c.state.is_active() && c.updated_at < before).collect();
+    idle.sort_by_key(|c| c.updated_at);
+    idle.into_iter().take(limit).cloned().collect()
+}
+
 /// Retention and dedup settings every store honours.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -264,6 +273,11 @@ pub trait Store: Send + Sync + 'static {
     /// The tenant's active calls and the sequence they reflect, consistent
     /// with each other.
     async fn snapshot(&self, tenant: &TenantId) -> Result<Snapshot, StoreError>;
+
+    /// Up to `limit` active calls (any tenant) whose last event was received
+    /// before `before`, least recently updated first: the candidates for
+    /// idle expiry ([`crate::service::expiry`]).
+    async fn idle_calls(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Call>, StoreError>;
 
     /// Applies retention and the dedup window as of `now`.
     async fn prune(&self, now: DateTime<Utc>) -> Result<PruneStats, StoreError>;

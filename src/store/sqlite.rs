@@ -437,6 +437,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn idle_calls(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Call>, StoreError> {
+        // A scan of the active calls, once per retention interval; no index
+        // on `updated_at`, which every event would have to update.
+        self.with_reader(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT call_json FROM calls WHERE state != 'ENDED' AND updated_at < ?1 ORDER BY updated_at LIMIT ?2",
+            )?;
+            let calls = stmt
+                .query_map(params![micros(before), limit as i64], |r| r.get::<_, String>(0))?
+                .map(|j| call_from_json(&j?))
+                .collect::<Result<_, _>>()?;
+            Ok(calls)
+        })
+        .await
+    }
+
     async fn prune(&self, now: DateTime<Utc>) -> Result<PruneStats, StoreError> {
         self.send(|reply| Command::Prune(now, reply)).await
     }

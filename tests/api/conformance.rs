@@ -8,8 +8,9 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 use switchboard::adapters::{Normalizer, PhoneNormalizer};
-use switchboard::domain::{EventFilter, TenantId, Vendor};
+use switchboard::domain::{CallOutcome, CallState, EventFilter, TenantId, Vendor};
 use switchboard::hub::Hub;
+use switchboard::service::expiry::expiry_batch;
 use switchboard::store::memory::MemoryStore;
 use switchboard::store::nats::NatsStore;
 use switchboard::store::sqlite::SqliteStore;
@@ -253,8 +254,55 @@ async fn a_call_outlives_its_retained_events(kind: Kind) {
     assert_eq!((call.call_sequence, call.on_hold), (2, true));
 }
 
+/// Idle expiry (DESIGN §3.6) at the store: the sweep's candidates, one
+/// logged `CALL_ENDED` (`CALL_OUTCOME_EXPIRED`) however many replicas try, no
+/// expiry of a call that had news since the sweep read it, and no reopening
+/// by a late vendor event.
+async fn idle_calls_expire_once(b: &Backend) {
+    let s = &b.store;
+    for (event, call) in [("callconnected", "idle-1"), ("callconnected", "busy-1"), ("callended", "done-1")] {
+        ingest(s, sf_batch("exp", event, call)).await;
+    }
+    let later = Utc::now() + chrono::Duration::hours(13);
+    let idle = chrono::Duration::hours(12);
+    let mut candidates = Vec::new();
+    for _ in 0..1000 {
+        candidates = s.idle_calls(later, 10).await.unwrap();
+        if candidates.len() == 2 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let ids: BTreeSet<&str> = candidates.iter().map(|c| c.call_id.as_str()).collect();
+    assert_eq!(ids, BTreeSet::from(["sf:busy-1", "sf:idle-1"]), "active calls only, any tenant");
+    assert!(s.idle_calls(Utc::now() - chrono::Duration::hours(1), 10).await.unwrap().is_empty());
+    // News for busy-1 after the sweep read it: its expiry must not apply.
+    ingest(s, sf_batch("exp", "hold", "busy-1")).await;
+    for call in &candidates {
+        let batch = expiry_batch(tenant("exp"), call, later, idle);
+        let replicas: Vec<&Arc<dyn Store>> = std::iter::once(s).chain(b.replica.as_ref()).collect();
+        let outcomes = futures_util::future::join_all(replicas.iter().map(|r| r.ingest(batch.clone()))).await;
+        let accepted = outcomes.iter().filter(|o| o.as_ref().unwrap().outcome == IngestOutcome::Accepted).count();
+        let expected = usize::from(call.call_id == "sf:idle-1");
+        assert_eq!(accepted, expected, "{}: one expiry however many replicas try", call.call_id);
+    }
+    let expired = s.get_call(&tenant("exp"), "sf:idle-1").await.unwrap().unwrap();
+    assert_eq!((expired.state, expired.outcome), (CallState::Ended, Some(CallOutcome::Expired)));
+    assert_eq!(expired.ended_at, Some(candidates.iter().find(|c| c.call_id == "sf:idle-1").unwrap().updated_at));
+    let busy = s.get_call(&tenant("exp"), "sf:busy-1").await.unwrap().unwrap();
+    assert_eq!(busy.state, CallState::OnHold, "a call with news stays open");
+    // A late vendor event is recorded and never reopens the call.
+    let (o, _) = ingest(s, sf_batch("exp", "resume", "idle-1")).await;
+    assert_eq!(o, IngestOutcome::Accepted);
+    let after = s.get_call(&tenant("exp"), "sf:idle-1").await.unwrap().unwrap();
+    assert_eq!((after.state, after.outcome), (CallState::Ended, Some(CallOutcome::Expired)));
+    // A second sweep finds nothing more to close on idle-1.
+    let again = expiry_batch(tenant("exp"), &expired, later, idle);
+    assert_ne!(s.ingest(again).await.unwrap().outcome, IngestOutcome::Accepted);
+}
+
 async fn suite(kind: Kind) {
-    for check in 0..7 {
+    for check in 0..8 {
         let b = backend(kind, StoreOptions::default()).await;
         match check {
             0 => dedup(&b).await,
@@ -263,6 +311,7 @@ async fn suite(kind: Kind) {
             3 => seek_time(&b).await,
             4 => the_hub_gets_records_in_log_order(&b).await,
             5 => concurrent_writers_of_one_call(&b).await,
+            6 => idle_calls_expire_once(&b).await,
             _ => agent_panel_events_correlate_into_one_call(&b).await,
         }
         b.store.close().await.unwrap();

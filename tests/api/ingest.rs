@@ -186,3 +186,39 @@ async fn an_8x8_event_read_from_two_overlapping_topics_is_ingested_once() {
     assert_eq!(again.events, first.events);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_call_that_never_ends_is_closed_once_as_expired_and_stays_closed() {
+    let clock = ManualClock::new();
+    let idle = Duration::from_secs(3600);
+    let config = Config { call_idle_timeout: Some(idle), ..Config::for_tests() };
+    let server = TestServer::start_with_clock(config, clock.clone()).await;
+    let mut ingest = server.ingest_client().await;
+    let mut calls = server.call_client().await;
+    let mut sub = Sub::open(&mut calls, live()).await;
+    ingest_sf(&mut ingest, "callconnected", "lost-hangup", json!({"callType": "inbound"})).await;
+    ingest_sf(&mut ingest, "callconnected", "finished", json!({"callType": "inbound"})).await;
+    ingest_sf(&mut ingest, "callended", "finished", json!({})).await;
+    assert_eq!(sub.updates(3).await.len(), 3);
+
+    clock.advance(idle / 2);
+    assert_eq!(server.services.expire_idle_calls(idle).await.unwrap(), 0, "not idle long enough");
+    clock.advance(idle);
+    assert_eq!(server.services.expire_idle_calls(idle).await.unwrap(), 1);
+    assert_eq!(server.services.expire_idle_calls(idle).await.unwrap(), 0, "closed once");
+
+    let update = sub.next_update().await;
+    let event = update.event.unwrap();
+    assert_eq!((event.call_id.as_str(), event.r#type()), ("sf:lost-hangup", pb::EventType::CallEnded));
+    assert_eq!(event.vendor_event_type, "switchboard.CallExpired");
+    let Some(pb::call_event::Detail::Ended(ended)) = event.detail else { panic!("an ended detail") };
+    assert_eq!(ended.outcome(), pb::CallOutcome::Expired);
+    let call = update.call.unwrap();
+    assert_eq!((call.state(), call.outcome()), (pb::CallState::Ended, pb::CallOutcome::Expired));
+
+    // The lost hang-up arrives after all: recorded, the call stays closed.
+    let late = ingest_sf(&mut ingest, "hold", "lost-hangup", json!({})).await;
+    assert_eq!(late.outcome(), pb::IngestOutcome::Accepted);
+    assert_eq!(late.events[0].state(), pb::CallState::Ended);
+    server.stop().await.unwrap();
+}

@@ -32,6 +32,7 @@ retention_max_age = {{ $c.retention.maxAge | toString | toJson }}
 retention_max_events = {{ $c.retention.maxEvents | int64 }}
 retention_interval = {{ $c.retention.interval | toString | toJson }}
 correlation_window = {{ $c.correlationWindow | toString | toJson }}
+call_idle_timeout = {{ $c.callIdleTimeout | toString | toJson }}
 heartbeat_interval = {{ $c.heartbeatInterval | toString | toJson }}
 subscriber_buffer = {{ $c.subscriberBuffer | int64 }}
 max_payload_bytes = {{ $c.maxPayloadBytes | int64 }}

@@ -438,6 +438,13 @@ impl Store for NatsStore {
         Ok(Snapshot { calls: crate::store::active_calls(mine), as_of: m.head })
     }
 
+    async fn idle_calls(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Call>, StoreError> {
+        // The mirror may be a moment behind: the expiry names the state it
+        // saw, and the plan drops it when the call has moved on.
+        let m = self.inner.mirror.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(crate::store::idle_calls(m.calls.values(), before, limit))
+    }
+
     async fn prune(&self, now: DateTime<Utc>) -> Result<PruneStats, StoreError> {
         // JetStream enforces retention on the log and the buckets; only the
         // local mirror needs trimming.
