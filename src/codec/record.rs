@@ -47,8 +47,21 @@ impl Record {
     /// encode an event ever gets.
     pub fn from_event(event: &CallEvent, call: Option<&Call>) -> Record {
         let update = pb::CallUpdate { event: Some(convert::call_event(event)), call: call.map(convert::call) };
-        let meta = event_meta(&update);
-        Record::from_parts(event.sequence, event.tenant_id.clone(), event.received_at, meta, &update.encode_to_vec())
+        // The frame header and the update in one buffer: no second copy.
+        let len = update.encoded_len();
+        let mut frame = Vec::with_capacity(len + 6);
+        prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut frame);
+        prost::encoding::encode_varint(len as u64, &mut frame);
+        let update_offset = frame.len();
+        update.encode_raw(&mut frame);
+        Record {
+            sequence: event.sequence,
+            tenant: event.tenant_id.clone(),
+            received_at: event.received_at,
+            meta: into_event_meta(update),
+            frame: Bytes::from(frame),
+            update_offset,
+        }
     }
 
     /// Rebuilds a record from a decoded `CallUpdate` and its bytes (a log
@@ -132,32 +145,68 @@ fn field_ranges(msg: &[u8], field: u32) -> Result<Vec<Range<usize>>, RecordError
 
 /// What filters look at, from an update: the event's call, type, vendor and
 /// agent, the call's agents, direction and queue. The one derivation every
-/// store uses.
+/// store uses (on a decoded update: [`Record::from_update`]; on the update
+/// just encoded: [`Record::from_event`], which moves the strings instead).
 pub fn event_meta(update: &pb::CallUpdate) -> EventMeta {
-    let event = update.event.as_ref();
-    let call = update.call.as_ref();
-    let mut agent_ids = call.map(|c| c.agent_ids.clone()).unwrap_or_default();
-    if let Some(a) = event.map(|e| &e.agent_id).filter(|a| !a.is_empty())
-        && !agent_ids.contains(a)
-    {
-        agent_ids.push(a.clone());
-    }
-    let queue_id = call
-        .map(|c| c.queue_id.clone())
-        .filter(|q| !q.is_empty())
-        .unwrap_or_else(|| event.map(|e| e.queue_id.clone()).unwrap_or_default());
-    let direction = match event.map_or(0, |e| e.direction) {
-        0 => call.map_or(0, |c| c.direction),
-        d => d,
-    };
-    EventMeta {
+    let (event, call) = (update.event.as_ref(), update.call.as_ref());
+    meta(MetaParts {
         call_id: event.map(|e| e.call_id.clone()).unwrap_or_default(),
         conversation_id: event.map(|e| e.conversation_id.clone()).unwrap_or_default(),
-        event_type: event.and_then(|e| EventType::from_number(e.r#type)),
-        vendor: event.and_then(|e| Vendor::from_number(e.vendor)),
-        direction: Direction::from_number(direction),
+        event_type: event.map_or(0, |e| e.r#type),
+        vendor: event.map_or(0, |e| e.vendor),
+        direction: event.map_or(0, |e| e.direction),
+        call_direction: call.map_or(0, |c| c.direction),
+        agent_id: event.map(|e| e.agent_id.clone()).unwrap_or_default(),
+        agent_ids: call.map(|c| c.agent_ids.clone()).unwrap_or_default(),
+        queue_id: event.map(|e| e.queue_id.clone()).unwrap_or_default(),
+        call_queue_id: call.map(|c| c.queue_id.clone()).unwrap_or_default(),
+    })
+}
+
+/// [`event_meta`] of an update that is not needed afterwards.
+fn into_event_meta(update: pb::CallUpdate) -> EventMeta {
+    let (event, call) = (update.event.unwrap_or_default(), update.call.unwrap_or_default());
+    meta(MetaParts {
+        call_id: event.call_id,
+        conversation_id: event.conversation_id,
+        event_type: event.r#type,
+        vendor: event.vendor,
+        direction: event.direction,
+        call_direction: call.direction,
+        agent_id: event.agent_id,
+        agent_ids: call.agent_ids,
+        queue_id: event.queue_id,
+        call_queue_id: call.queue_id,
+    })
+}
+
+/// The fields of an update that filters look at.
+struct MetaParts {
+    call_id: String,
+    conversation_id: String,
+    event_type: i32,
+    vendor: i32,
+    direction: i32,
+    call_direction: i32,
+    agent_id: String,
+    agent_ids: Vec<String>,
+    queue_id: String,
+    call_queue_id: String,
+}
+
+fn meta(p: MetaParts) -> EventMeta {
+    let mut agent_ids = p.agent_ids;
+    if !p.agent_id.is_empty() && !agent_ids.contains(&p.agent_id) {
+        agent_ids.push(p.agent_id);
+    }
+    EventMeta {
+        call_id: p.call_id,
+        conversation_id: p.conversation_id,
+        event_type: EventType::from_number(p.event_type),
+        vendor: Vendor::from_number(p.vendor),
+        direction: Direction::from_number(if p.direction == 0 { p.call_direction } else { p.direction }),
         agent_ids,
-        queue_id,
+        queue_id: if p.call_queue_id.is_empty() { p.queue_id } else { p.call_queue_id },
     }
 }
 
