@@ -713,6 +713,10 @@ pub struct Call {
     /// Wrap-up codes chosen for the call, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wrap_up_codes: Vec<WrapUpCode>,
+    /// A transfer requested and not completed yet: the next participant who
+    /// joins completes it (bookkeeping, not on the wire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_requested: Option<Box<Transfer>>,
 }
 
 impl Call {
@@ -760,6 +764,7 @@ impl Call {
             queue_name: String::new(),
             queue_visits: Vec::new(),
             wrap_up_codes: Vec::new(),
+            transfer_requested: None,
         }
     }
 }
