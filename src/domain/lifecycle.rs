@@ -28,7 +28,8 @@
 //!   it LEFT (an agent in wrap-up stays in wrap-up).
 //! * A draft with a `party_scope` is that party's step. While another agent
 //!   (AGENT, THIRD_PARTY or SUPERVISOR party, CONNECTED or ON_HOLD) is on the
-//!   call it is *local*: WRAP_UP_STARTED / WRAP_UP_ENDED / PARTICIPANT_LEFT
+//!   call, or a transfer was requested and has not completed (the customer
+//!   waits on the line for its target), it is *local*: WRAP_UP_STARTED / WRAP_UP_ENDED / PARTICIPANT_LEFT
 //!   change only the party, and a CALL_ENDED / CALL_MISSED is recorded as
 //!   that party's PARTICIPANT_LEFT. Its end facts (hang-up time, outcome,
 //!   reason, duration) describe the party's leg, not the call, and are not
@@ -184,7 +185,12 @@ pub fn apply(call: Option<Call>, call_id: &str, draft: &EventDraft, ctx: &ApplyC
     let informative = merge_info(&mut call, draft, when);
     // One party's step while others are still on the call changes only that
     // party (module comment); a join after a transfer request completes it.
-    let local = draft.party_scope.as_ref().is_some_and(|p| others_on_call(&call, p)) && call.state.is_active();
+    // A transfer under way counts as someone on the call: the customer stays
+    // on the line for its target (8x8 sends the first agent's post-process
+    // before the second agent joins the customer's interaction).
+    let local =
+        draft.party_scope.as_ref().is_some_and(|p| others_on_call(&call, p) || call.transfer_requested.is_some())
+            && call.state.is_active();
     let adjusted = if local {
         Some(localized(draft))
     } else if draft.event_type == EventType::ParticipantJoined
