@@ -262,7 +262,7 @@ pub fn apply(call: Option<Call>, call_id: &str, draft: &EventDraft, ctx: &ApplyC
         return Applied::Duplicate;
     }
 
-    apply_effects(&mut call, draft, before, when, local);
+    apply_effects(&mut call, draft, before, when, local, is_new);
     if !stale && let Some(order) = &draft.order {
         call.vendor_order = Some(order.clone());
     }
@@ -544,6 +544,14 @@ fn party_effects(call: &mut Call, draft: &EventDraft, local: bool, before: CallS
         EventType::CallConnected => {
             move_one(call, subject, P::Connected, &not_gone);
             move_one(call, customer, P::Connected, &|s| matches!(s, None | Some(P::Alerting)));
+            // Without an agent id (a PBX), the answer names who talks: the
+            // users or numbers on the event are connected.
+            if subject.is_none() {
+                for p in &draft.parties {
+                    let i = named(call, Some(p));
+                    move_one(call, i, P::Connected, &|s| matches!(s, None | Some(P::Alerting)));
+                }
+            }
         }
         EventType::CallHeld if call.state == CallState::OnHold => {
             move_one(call, customer, P::OnHold, &|s| s == Some(P::Connected));
@@ -635,7 +643,14 @@ fn party_effects(call: &mut Call, draft: &EventDraft, local: bool, before: CallS
 
 /// Applies the state-specific side effects (timestamps, hold accounting,
 /// recording, notes, outcome).
-fn apply_effects(call: &mut Call, draft: &EventDraft, before: CallState, when: DateTime<Utc>, local: bool) {
+fn apply_effects(
+    call: &mut Call,
+    draft: &EventDraft,
+    before: CallState,
+    when: DateTime<Utc>,
+    local: bool,
+    first: bool,
+) {
     if local {
         // One party's step: its disposition is the party's (party_effects).
         let facts = CallFacts { disposition: None, ..draft.facts.clone() };
@@ -721,7 +736,15 @@ fn apply_effects(call: &mut Call, draft: &EventDraft, before: CallState, when: D
             if call.outcome.is_none() {
                 // After-call work only follows a conversation.
                 let talked = before == CallState::WrapUp;
-                call.outcome = Some(if talked { CallOutcome::Completed } else { derive_outcome(call) });
+                // A leg first seen at its end that lasted (a transferred leg
+                // that arrives only as a hang-up) was not missed: nothing
+                // says it rang unanswered.
+                let lasted = first && call.duration.is_some_and(|d| !d.is_zero());
+                call.outcome = Some(match derive_outcome(call) {
+                    _ if talked => CallOutcome::Completed,
+                    CallOutcome::Missed if lasted => CallOutcome::Completed,
+                    derived => derived,
+                });
             }
             if let Some(v) = call.queue_visits.last_mut()
                 && v.result.is_none()
