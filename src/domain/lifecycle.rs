@@ -596,7 +596,13 @@ fn party_effects(call: &mut Call, draft: &EventDraft, local: bool, before: CallS
             }
         }
         EventType::WrapUpEnded => match subject {
-            Some(_) => move_one(call, subject, P::Left, &any),
+            Some(i) => {
+                move_one(call, subject, P::Left, &any);
+                // A vendor without a wrap-up start (Salesforce) still shows
+                // when the party's wrap-up ended.
+                let w = call.parties[i].wrap_up.get_or_insert_with(WrapUp::default);
+                w.ended_at.get_or_insert(when);
+            }
             None => {
                 for i in 0..call.parties.len() {
                     move_one(call, Some(i), P::Left, &|s| s == Some(P::WrapUp));
