@@ -165,13 +165,22 @@ pub fn advance_target(t: EventType) -> Option<CallState> {
 
 /// Event types that only toggle a flag: a repeat of the flag's current value
 /// is a duplicate.
-fn toggle_is_repeat(t: EventType, call: &Call) -> bool {
+fn toggle_is_repeat(t: EventType, call: &Call, draft: &EventDraft) -> bool {
     let rec = call.recording.as_ref().and_then(|r| r.state);
     match t {
         EventType::CallMuted => call.muted,
         EventType::CallUnmuted => !call.muted,
         EventType::RecordingStarted | EventType::RecordingResumed => rec == Some(RecordingState::Active),
         EventType::RecordingPaused => rec == Some(RecordingState::Paused),
+        // Only a recording's first appearance is news: the same ready
+        // recording again (the panel repeats its URL on `terminated`) is not.
+        EventType::RecordingReady => {
+            let url = match &draft.detail {
+                Some(Detail::Recording(r)) => r.url.as_str(),
+                _ => "",
+            };
+            rec == Some(RecordingState::Ready) && call.recording.as_ref().is_some_and(|r| r.url == url)
+        }
         _ => false,
     }
 }
@@ -179,7 +188,12 @@ fn toggle_is_repeat(t: EventType, call: &Call) -> bool {
 /// Applies `draft` to `call` (`None` when the call is new).
 pub fn apply(call: Option<Call>, call_id: &str, draft: &EventDraft, ctx: &ApplyContext<'_>) -> Applied {
     let is_new = call.is_none();
-    let mut call = call.unwrap_or_else(|| Call::new(ctx.tenant_id, call_id, ctx.vendor, ctx.received_at));
+    let mut call = call.unwrap_or_else(|| {
+        let mut new = Call::new(ctx.tenant_id, call_id, ctx.vendor, ctx.received_at);
+        // The bridge's receive time is nearer the vendor's clock (correlation).
+        new.first_received_at = Some(ctx.bridge_received_at.unwrap_or(ctx.received_at));
+        new
+    });
     let when = draft.occurred_at.or(ctx.bridge_received_at).unwrap_or(ctx.received_at);
     let stale = !is_new && is_stale(&call, draft);
     let informative = merge_info(&mut call, draft, when);
@@ -208,7 +222,7 @@ pub fn apply(call: Option<Call>, call_id: &str, draft: &EventDraft, ctx: &ApplyC
         Step::Advance(CallState::WrapUp) if local => Step::Stay,
         step => step,
     };
-    let mut repeat = toggle_is_repeat(draft.event_type, &call);
+    let mut repeat = toggle_is_repeat(draft.event_type, &call, draft);
     if before == CallState::Ended {
         // Terminal: record late events, never move. A second end that adds
         // nothing is a duplicate.

@@ -717,6 +717,10 @@ pub struct Call {
     /// joins completes it (bookkeeping, not on the wire).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer_requested: Option<Box<Transfer>>,
+    /// Server time of the call's first event (correlation of calls without
+    /// ids; not on the wire). `None` for calls stored by older builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_received_at: Option<DateTime<Utc>>,
 }
 
 impl Call {
@@ -765,6 +769,7 @@ impl Call {
             queue_visits: Vec::new(),
             wrap_up_codes: Vec::new(),
             transfer_requested: None,
+            first_received_at: Some(now),
         }
     }
 }
