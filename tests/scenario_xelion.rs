@@ -521,3 +521,20 @@ async fn a_transferred_leg_that_arrives_only_as_a_hang_up_is_not_missed() {
     assert_eq!(c.call("xelion:186ba647df1ef7b1").await.outcome(), pb::CallOutcome::Missed);
     server.stop().await.expect("clean shutdown");
 }
+
+/// Wesley transfers the customer's call (leg C→A) away: Xelion's `callTransferredEvent` for the leg, then its
+/// hang-up. The leg was handed on: its outcome is TRANSFERRED, while the conversation goes on on the C→B leg.
+#[tokio::test]
+async fn a_leg_transferred_away_ends_transferred() {
+    let server = TestServer::memory().await;
+    let mut c = Clients::new(&server).await;
+    let c_to_a = inbound("186ba647df1ef822", "186ba647df1ef820");
+    c.send("newCallEvent", &c_to_a).await;
+    c.send("callConnectedEvent", &c_to_a).await;
+    let r = c.send("callTransferredEvent", &c_to_a).await;
+    assert_eq!((r.events[0].r#type(), r.events[0].state()), (T::CallTransferred, S::Connected));
+    c.send("callHungUpEvent", &merge_json(c_to_a.clone(), json!({"duration": "64"}))).await;
+    let got = c.call("xelion:186ba647df1ef822").await;
+    assert_eq!((got.state(), got.outcome()), (S::Ended, pb::CallOutcome::Transferred));
+    server.stop().await.expect("clean shutdown");
+}

@@ -496,6 +496,13 @@ fn transfer(row: &Row, notification: Option<&Map<String, Value>>, identity: Iden
     draft.conversation_id =
         flow_conversation(scalar_text(n, "callerFlowId").or_else(|| scalar_text(n, "calleeFlowId")).as_deref());
     draft.attributes = attributes(n, &["callId"], "");
+    if row.name == "callTransferredEvent" {
+        // This leg was handed on (the transferred party continues on another
+        // leg of the flow): a transfer detail that names nobody who joined
+        // this leg, so the leg ends TRANSFERRED. A twin transfer moves the
+        // same call to the user's mobile: no detail, the call goes on as is.
+        draft.detail = Some(Detail::Transfer(Box::default()));
+    }
     Normalized::single(vendor, row.name, identity, draft)
 }
 

@@ -41,6 +41,9 @@
 //!   transfer: the event is CALL_TRANSFERRED with a `transfer` detail from
 //!   the requesting party to the one who joined. Without a request, a join is
 //!   a join (8x8 sends the same event for conferences and supervisor joins).
+//! * A CALL_TRANSFERRED whose `transfer` detail names nobody who joined this
+//!   leg hands the leg on (to another leg or destination): when it ends without a vendor
+//!   outcome, its outcome is TRANSFERRED.
 //! * Queue visits: CALL_QUEUED opens one (another queue while queued closes
 //!   the open one as OVERFLOW), an offer or answer closes it ASSIGNED,
 //!   CALL_DEQUEUED with the vendor's result (a timeout is TIMEOUT), the end
@@ -706,7 +709,16 @@ fn apply_effects(
                 call.transfer_requested = Some(Box::default());
             }
         }
-        EventType::CallTransferred | EventType::ConferenceStarted => call.transfer_requested = None,
+        EventType::CallTransferred | EventType::ConferenceStarted => {
+            call.transfer_requested = None;
+            // Handed to another leg or destination when nobody joined this
+            // one (Xelion callTransferredEvent); a transfer to an agent who
+            // joined this leg (8x8) keeps the customer here.
+            let away = matches!(&draft.detail, Some(Detail::Transfer(t)) if t.to.is_none());
+            if draft.event_type == EventType::CallTransferred && away {
+                call.handed_on = true;
+            }
+        }
         EventType::Transcript => call.transcript_count += 1,
         EventType::NoteAdded => {
             if let Some(Detail::Note { text, .. }) = &draft.detail
@@ -761,6 +773,7 @@ fn apply_effects(
                 // says it rang unanswered.
                 let lasted = first && call.duration.is_some_and(|d| !d.is_zero());
                 call.outcome = Some(match derive_outcome(call) {
+                    _ if call.handed_on => CallOutcome::Transferred,
                     _ if talked => CallOutcome::Completed,
                     CallOutcome::Missed if lasted => CallOutcome::Completed,
                     derived => derived,
@@ -1430,5 +1443,37 @@ mod tests {
         let (_, assigned) = run(&[started(), queued, overflow, by(CallOffered, "a")]);
         let results: Vec<_> = assigned.queue_visits.iter().map(|v| (v.queue_id.as_str(), v.result)).collect();
         assert_eq!(results, vec![("1162", Some(QueueResult::Overflow)), ("2000", Some(QueueResult::Assigned))]);
+    }
+
+    #[test]
+    fn an_agents_post_process_during_a_requested_transfer_is_hers_until_the_target_joins() {
+        let (states, call) = run(&[
+            started(),
+            by(CallConnected, "grace"),
+            by(TransferRequested, "grace"),
+            scoped(WrapUpStarted, "grace"),
+            joined("ian"),
+            scoped(WrapUpEnded, "grace"),
+        ]);
+        assert_eq!(states[3..], [Some(Connected), Some(Connected), Some(Connected)], "the customer waits for Ian");
+        assert_eq!(call.ended_at, None);
+        assert_eq!(party(&call, "customer").state, Some(PartyState::Connected));
+        assert_eq!(party(&call, "agent:grace").state, Some(PartyState::Left));
+        assert_eq!(party(&call, "agent:ian").state, Some(PartyState::Connected));
+    }
+
+    #[test]
+    fn a_leg_transferred_away_ends_transferred() {
+        let mut away = draft(CallTransferred);
+        away.detail = Some(Detail::Transfer(Box::default()));
+        let (_, call) = run(&[started(), by(CallConnected, "wes"), away, draft(CallEnded)]);
+        assert_eq!(call.outcome, Some(CallOutcome::Transferred));
+        let (_, call) = run(&[started(), by(CallConnected, "wes"), draft(CallTransferred), draft(CallEnded)]);
+        assert_eq!(call.outcome, Some(CallOutcome::Completed), "a transfer that says nothing moves nothing");
+        // A transfer to an agent who joined this leg keeps the customer here: COMPLETED.
+        let mut done = by(CallTransferred, "ian");
+        done.detail = Some(Detail::Transfer(Box::new(Transfer { to: Some(agent("ian")), ..Transfer::default() })));
+        let (_, call) = run(&[started(), by(CallConnected, "grace"), done, draft(CallEnded)]);
+        assert_eq!(call.outcome, Some(CallOutcome::Completed));
     }
 }

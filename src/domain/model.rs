@@ -721,6 +721,11 @@ pub struct Call {
     /// ids; not on the wire). `None` for calls stored by older builds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_received_at: Option<DateTime<Utc>>,
+    /// The call was transferred away to another leg or destination (a
+    /// CALL_TRANSFERRED that names nobody who joined this leg): its end is
+    /// TRANSFERRED, not COMPLETED (bookkeeping, not on the wire).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handed_on: bool,
 }
 
 impl Call {
@@ -770,6 +775,7 @@ impl Call {
             wrap_up_codes: Vec::new(),
             transfer_requested: None,
             first_received_at: Some(now),
+            handed_on: false,
         }
     }
 }
