@@ -36,7 +36,12 @@
 //!   merged into the call; its disposition goes to the party's wrap-up.
 //!   Otherwise the draft is the call's step, exactly as without a scope.
 //! * The call is in WRAP_UP only once the customer has left: the call-level
-//!   wrap-up makes the customer party LEFT.
+//!   wrap-up makes the customer party LEFT. The call's end itself still comes
+//!   from the vendor's end event (8x8 InteractionDeleted, Xelion
+//!   callHungUpEvent, the last rep's `callended`, panel `terminated`): a
+//!   party's PARTICIPANT_LEFT is recorded on that party and never inferred
+//!   to be the end, because vendors report departures of parties they do not
+//!   name reliably (a channel of a hunt group, a host or the removed agent).
 //! * A participant who joins after a TRANSFER_REQUESTED completes the
 //!   transfer: the event is CALL_TRANSFERRED with a `transfer` detail from
 //!   the requesting party to the one who joined. Without a request, a join is
