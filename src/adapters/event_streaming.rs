@@ -62,8 +62,7 @@
 //! a new interaction linked by `originalInteractionGuid`, and the second
 //! agent joins the *customer's* interaction (InteractionParticipantChange).
 //! Per-agent events (InteractionPostProcess, InteractionEndPostProcess,
-//! InteractionDeassigned, InteractionParticipantRemovedByHost) are that
-//! agent's step (`party_scope`): while another agent is on the interaction
+//! InteractionDeassigned) are that agent's step (`party_scope`): while another agent is on the interaction
 //! they change that agent's party only; the last agent's post-process is the
 //! call's wrap-up as before. The documented transfer reads:
 //!
@@ -222,9 +221,12 @@ const MAPPING: &[Row] = &[
     // from the requesting agent to this one); read as a transfer always, a
     // supervisor join would hand the call away from an agent still on it.
     row("InteractionParticipantChange", Emit(E::ParticipantJoined), Extra::AgentJoined),
-    // `agentId` may be the host rather than the removed party (undocumented):
-    // read as that agent's departure, never the call's end.
-    agent_step("InteractionParticipantRemovedByHost", Emit(E::ParticipantLeft), Extra::AgentLeft),
+    // Someone was removed from the interaction, but whether `agentId` is the
+    // removed party or the host who removed them is not documented. Marking
+    // the host LEFT could later close the call while she is still on it, so
+    // the event names the agent (agent id, party) without saying who left:
+    // no participant detail, no party's state changes, never the call's end.
+    row("InteractionParticipantRemovedByHost", Emit(E::ParticipantLeft), Extra::None),
     // Only a request: the lines are not joined yet (InteractionJoined is).
     row("InteractionJoinLinesRequest", Emit(E::CallUpdated), Extra::None),
     row("InteractionJoined", Emit(E::ConferenceStarted), Extra::Conference),

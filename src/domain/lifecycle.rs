@@ -593,9 +593,12 @@ fn party_effects(call: &mut Call, draft: &EventDraft, local: bool, before: CallS
             move_one(call, who, P::Connected, &any);
         }
         EventType::ParticipantLeft => {
+            // Only a party the event says left: the participant, else the
+            // scope. An agent merely named on the event may be someone else
+            // (8x8's host who removed a participant).
             let who = match &draft.detail {
                 Some(Detail::Participant(p)) => named(call, Some(p)),
-                _ => subject,
+                _ => named(call, draft.party_scope.as_ref()),
             };
             // An agent who already finished wrap-up stays LEFT; one in
             // wrap-up who is deassigned has left too.
