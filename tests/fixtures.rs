@@ -3,7 +3,7 @@
 //! Every `tests/fixtures/<vendor>/<name>.json` is a vendor payload (valid
 //! JSON, derived from the vendor's documented sample; corrections are listed
 //! in that directory's README). Beside it, `<name>.expected.json` holds the
-//! request options (`request`) and the canonical result (`expected`): the
+//! request options (`request`: `vendor_event_type`, `detect`, `agent_id`) and the canonical result (`expected`): the
 //! outcome, the events as clients receive them (protobuf JSON) and the call
 //! after them, produced by running the payload alone through the real
 //! pipeline (adapter, ingest plan, state machine, memory store).
@@ -56,7 +56,8 @@ async fn render(vendor: Vendor, payload: &[u8], request: &Value) -> Value {
     let normalizer = Normalizer::new(PhoneNormalizer::new("US").expect("valid region"));
     let hint = request.get("vendor_event_type").and_then(Value::as_str);
     let detect = request.get("detect").and_then(Value::as_bool).unwrap_or(false);
-    let normalized = match normalizer.normalize((!detect).then_some(vendor), payload, hint) {
+    let agent_id = request.get("agent_id").and_then(Value::as_str);
+    let normalized = match normalizer.normalize_for((!detect).then_some(vendor), payload, hint, agent_id) {
         Ok(n) => n,
         Err(e) => return error_json(&e),
     };

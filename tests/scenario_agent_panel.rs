@@ -229,28 +229,37 @@ async fn a_cc_inbound_call_offered_accepted_completed_terminated_is_one_complete
     assert!(rec.url.ends_with(&format!("/{START}.wav")), "{}", rec.url);
     assert_eq!(c.parties.len(), 1);
     assert_eq!((c.parties[0].role(), c.parties[0].e164.as_str()), (pb::PartyRole::Customer, "+14155550132"));
-    assert_eq!(c.call_sequence, 5);
+    // Changed by issue 11: the recording URL of `completed` is a RECORDING_READY event of its own (one more
+    // event); `terminated` repeats the URL, which is no news.
+    assert_eq!(c.call_sequence, 6);
 
     let updates = panel.replay().await;
     assert_eq!(
         types_of(&updates, &offered),
-        vec![T::CallOffered, T::CallConnected, T::WrapUpStarted, T::WrapUpEnded, T::CallEnded]
+        vec![T::CallOffered, T::CallConnected, T::WrapUpStarted, T::RecordingReady, T::WrapUpEnded, T::CallEnded]
     );
-    assert_eq!(updates.len(), 5, "nothing else in the log");
+    assert_eq!(updates.len(), 6, "nothing else in the log");
     let seqs: Vec<u64> = updates.iter().map(|u| event(u).call_sequence).collect();
-    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6]);
     let states: Vec<pb::CallState> = updates.iter().map(|u| event(u).state()).collect();
     use pb::CallState as S;
-    assert_eq!(states, vec![S::Ringing, S::Connected, S::WrapUp, S::WrapUp, S::Ended]);
+    assert_eq!(states, vec![S::Ringing, S::Connected, S::WrapUp, S::WrapUp, S::WrapUp, S::Ended]);
     assert_eq!(ts_millis(&event(&updates[2]).occurred_at), Some(END), "completed happens at endTime");
-    let end = event(&updates[4]);
+    match &event(&updates[3]).detail {
+        Some(pb::call_event::Detail::Recording(r)) => {
+            assert_eq!(r.state(), pb::RecordingState::Ready);
+            assert!(r.url.ends_with(&format!("/{START}.wav")), "{}", r.url);
+        }
+        other => panic!("expected a recording detail, got {other:?}"),
+    }
+    let end = event(&updates[5]);
     assert_eq!(end.vendor_event_type, "mashell-voice-phone-terminated-cc-event-v1");
     let detail = ended(end);
     assert_eq!(
         (detail.outcome(), detail.disposition.as_str(), dur_secs(&detail.duration)),
         (pb::CallOutcome::Completed, "1000", Some(22))
     );
-    let last = updates[4].call.as_ref().expect("call after the event");
+    let last = updates[5].call.as_ref().expect("call after the event");
     assert_eq!(last.state(), pb::CallState::Ended);
 }
 
@@ -277,9 +286,10 @@ async fn a_uc_outbound_call_correlates_by_its_start_time_and_ends_without_wrap_u
     assert_eq!(c.attributes.get("product").map(String::as_str), Some("uc"));
 
     let updates = panel.replay().await;
-    assert_eq!(types_of(&updates, &offered), vec![T::CallOffered, T::CallConnected, T::CallEnded]);
+    // Changed by issue 11: UC `terminated` brings the recording URL: RECORDING_READY after the end.
+    assert_eq!(types_of(&updates, &offered), vec![T::CallOffered, T::CallConnected, T::CallEnded, T::RecordingReady]);
     let seqs: Vec<u64> = updates.iter().map(|u| event(u).call_sequence).collect();
-    assert_eq!(seqs, vec![1, 2, 3]);
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
     assert_eq!(ts_millis(&event(&updates[2]).occurred_at), Some(end), "UC terminated happens at endTime");
 }
 
@@ -305,10 +315,12 @@ async fn two_back_to_back_cc_calls_from_the_same_number_are_two_calls() {
         assert_eq!((c.state(), c.outcome()), (pb::CallState::Ended, pb::CallOutcome::Completed));
         assert_eq!((ts_millis(&c.started_at), ts_millis(&c.ended_at)), (Some(start), Some(end)));
         assert_eq!(c.disposition, disposition);
-        assert_eq!(c.call_sequence, 5);
+        assert_eq!(c.call_sequence, 6);
     }
     let updates = panel.replay().await;
-    let full = vec![T::CallOffered, T::CallConnected, T::WrapUpStarted, T::WrapUpEnded, T::CallEnded];
+    // Changed by issue 11: each call's recording URL first appears on `completed`: a RECORDING_READY.
+    let full =
+        vec![T::CallOffered, T::CallConnected, T::WrapUpStarted, T::RecordingReady, T::WrapUpEnded, T::CallEnded];
     assert_eq!(types_of(&updates, &a), full);
     assert_eq!(types_of(&updates, &b), full);
 }
@@ -362,8 +374,12 @@ async fn the_same_event_id_delivered_twice_is_a_duplicate() {
 
     let updates = panel.replay().await;
     let call_id = &first.events[0].call_id;
-    assert_eq!(types_of(&updates, call_id), vec![T::CallOffered, T::CallConnected, T::WrapUpStarted]);
-    assert_eq!(panel.call(call_id).await.call_sequence, 3);
+    // Changed by issue 11: the completed event's recording URL is a RECORDING_READY of its own.
+    assert_eq!(
+        types_of(&updates, call_id),
+        vec![T::CallOffered, T::CallConnected, T::WrapUpStarted, T::RecordingReady]
+    );
+    assert_eq!(panel.call(call_id).await.call_sequence, 4);
 }
 
 #[tokio::test]
@@ -456,7 +472,8 @@ async fn a_manual_search_rings_a_call_that_the_real_offer_for_the_same_number_re
     let updates = panel.replay().await;
     assert_eq!(
         types_of(&updates, &searched),
-        vec![T::CallOffered, T::CallConnected, T::WrapUpStarted, T::WrapUpEnded, T::CallEnded]
+        vec![T::CallOffered, T::CallConnected, T::WrapUpStarted, T::RecordingReady, T::WrapUpEnded, T::CallEnded],
+        "issue 11: the recording's first appearance is a RECORDING_READY"
     );
 }
 
@@ -508,4 +525,83 @@ async fn the_doc_title_spelling_is_detected_and_correlates_like_the_envelope_spe
     assert_eq!(r.events[0].vendor_event_type, "mashell-voice-phone-offered-uc-event-v1");
     let id = r.events[0].call_id.clone();
     assert_eq!(panel.accept(&call.accepted(), START + 4_000).await, id);
+}
+
+impl Panel {
+    /// Ingests as the relay of agent `agent` (`IngestRequest.agent_id`) and expects ACCEPTED.
+    async fn accept_as(&mut self, agent: &str, payload: &str, relayed_ms: i64) -> pb::IngestResponse {
+        let mut req = request(VENDOR, payload);
+        req.received_at = Some(timestamp(relayed_ms));
+        req.agent_id = agent.into();
+        let r = self.ingest.ingest(req).await.unwrap_or_else(|s| panic!("ingest failed: {s:?}")).into_inner();
+        assert_eq!(r.outcome(), pb::IngestOutcome::Accepted, "{payload}");
+        r
+    }
+}
+
+/// Two CC calls from one number are open at once (a withheld or shared trunk number): the older call's
+/// `completed` (whose `startTime` is the older call's) belongs to the call first received nearest that time,
+/// not to the newest open call. Before issue 11 it went to the newest, stamping the wrong call.
+#[tokio::test]
+async fn two_open_calls_of_one_number_the_completed_goes_to_the_call_nearest_its_start_time() {
+    let mut panel = Panel::start().await;
+    let number = "+14155550199";
+    let first = Interaction::cc(number, "inbound", START, END, "00:00:22");
+    let (start2, end2) = (START + 12_000, END + 40_000);
+    let second = Interaction::cc(number, "inbound", start2, end2, "00:00:51");
+
+    let a = panel.accept(&first.offered(), START + 482).await;
+    assert_eq!(panel.accept(&first.accepted(), ANSWERED).await, a);
+    let b = panel.accept(&second.offered(), start2 + 400).await;
+    assert_ne!(a, b, "an offer for a connected call's number is the next call");
+    assert_eq!(panel.accept(&second.accepted(), start2 + 5_000).await, b);
+
+    assert_eq!(panel.accept(&first.completed(""), END + 418).await, a, "the older call's completed");
+    assert_eq!(panel.accept(&second.completed(""), end2 + 300).await, b);
+    assert_eq!(panel.accept(&first.terminated("1000", ""), END + 9_000).await, a);
+    assert_eq!(panel.accept(&second.terminated("1010", ""), end2 + 9_000).await, b);
+
+    let (ca, cb) = (panel.call(&a).await, panel.call(&b).await);
+    assert_eq!((ts_millis(&ca.started_at), ca.disposition.as_str()), (Some(START), "1000"));
+    assert_eq!((ts_millis(&cb.started_at), cb.disposition.as_str()), (Some(start2), "1010"));
+    assert!([&ca, &cb].iter().all(|c| c.state() == pb::CallState::Ended));
+}
+
+/// One caller on two agents' panels (a transfer from Grace to Ian): each relay sends its agent's `agent_id`,
+/// so each agent's events build that agent's call, with the agent as a party; the wrap-up code of
+/// `lastTclCodeShort`/`lastTclCodeDesc` is on the agent's party and the call.
+#[tokio::test]
+async fn one_caller_on_two_agents_panels_is_two_agents_calls_with_their_wrap_up_codes() {
+    let mut panel = Panel::start().await;
+    let number = "+14155550177";
+    let grace = Interaction::cc(number, "inbound", START, END, "00:00:22");
+    let (start2, end2) = (START + 20_000, END + 60_000);
+    let ian = Interaction::cc(number, "inbound", start2, end2, "00:01:10");
+
+    let g = panel.accept_as("grace", &grace.offered(), START + 482).await.events[0].call_id.clone();
+    panel.accept_as("grace", &grace.accepted(), ANSWERED).await;
+    let i = panel.accept_as("ian", &ian.offered(), start2 + 300).await.events[0].call_id.clone();
+    assert_ne!(g, i, "Ian's panel is Ian's call");
+    assert_eq!(panel.accept_as("ian", &ian.accepted(), start2 + 4_000).await.events[0].call_id, i);
+    // Ian's completed arrives first; it still goes to Ian's call (the agent is in the key).
+    assert_eq!(panel.accept_as("ian", &ian.completed(""), end2 + 100).await.events[0].call_id, i);
+    assert_eq!(panel.accept_as("grace", &grace.completed(""), END + 418).await.events[0].call_id, g);
+    let mut terminated: Value = serde_json::from_str(&grace.terminated("1000", "")).unwrap();
+    terminated["data"]["additionalData"]["lastTclCodeShort"] = json!("XFER");
+    terminated["data"]["additionalData"]["lastTclCodeDesc"] = json!("Transferred to billing");
+    assert_eq!(panel.accept_as("grace", &terminated.to_string(), END + 9_000).await.events[0].call_id, g);
+
+    let cg = panel.call(&g).await;
+    assert_eq!(cg.agent_ids, vec!["grace".to_string()]);
+    assert_eq!((cg.state(), ts_millis(&cg.started_at)), (pb::CallState::Ended, Some(START)));
+    let code = pb::WrapUpCode { code: "XFER".into(), label: "Transferred to billing".into() };
+    assert_eq!(cg.wrap_up_codes, vec![code.clone()]);
+    let gp = cg.parties.iter().find(|p| p.agent_id == "grace").expect("Grace's party");
+    assert_eq!((gp.party_id.as_str(), gp.role()), ("agent:grace", pb::PartyRole::Agent));
+    let wrap = gp.wrap_up.as_ref().expect("Grace's wrap-up");
+    assert_eq!(wrap.codes, vec![code]);
+    assert_eq!((ts_millis(&wrap.started_at), wrap.disposition.as_str()), (Some(END), "1000"));
+    let ci = panel.call(&i).await;
+    assert_eq!((ci.state(), ts_millis(&ci.started_at)), (pb::CallState::WrapUp, Some(start2)));
+    assert_eq!(ci.agent_ids, vec!["ian".to_string()]);
 }

@@ -447,6 +447,28 @@ async fn an_offer_rejected_by_one_agent_is_re_offered_to_another_who_accepts() {
     server.stop().await.expect("clean shutdown");
 }
 
+fn party<'c>(call: &'c pb::Call, party_id: &str) -> &'c pb::Party {
+    call.parties
+        .iter()
+        .find(|p| p.party_id == party_id)
+        .unwrap_or_else(|| panic!("no party {party_id}: {:?}", call.parties))
+}
+
+fn agent_party_id(agent_id: &str) -> String {
+    format!("agent:{agent_id}")
+}
+
+fn transfer(e: &pb::CallEvent) -> &pb::Transfer {
+    match &e.detail {
+        Some(pb::call_event::Detail::Transfer(t)) => t,
+        other => panic!("expected a transfer detail, got {other:?}"),
+    }
+}
+
+use pb::PartyState as P;
+
+/// 8x8's documented transfer (seed 002, "transfer" walkthrough): the customer stays on line 1 throughout, and
+/// Grace's post-process, end of post-process and deassignment are hers, not the customer's call's.
 #[tokio::test]
 async fn a_transfer_to_another_agent_links_the_new_interaction_to_the_first_conversation() {
     let server = TestServer::memory().await;
@@ -490,13 +512,25 @@ async fn a_transfer_to_another_agent_links_the_new_interaction_to_the_first_conv
     let two = c.call(&call_id(second)).await;
     assert_eq!(one.conversation_id, call_id(first));
     assert_eq!(two.conversation_id, call_id(first), "originalInteractionGuid links the new leg");
+    assert_eq!(two.previous_call_id, call_id(first), "the consult line came from line 1");
     assert_eq!(two.state(), S::Connected);
     assert_eq!(two.agent_ids, vec![IAN.to_string()]);
     assert_eq!(one.agent_ids, vec![GRACE.to_string(), IAN.to_string()]);
-    assert_eq!(one.state(), S::WrapUp, "Grace's leg is in her wrap-up");
+    // Changed by issue 11: this used to be WRAP_UP with an ended_at ("Grace's leg is in her wrap-up") while the
+    // customer was talking to Ian. The call is the customer's; Grace's wrap-up is on her party.
+    assert_eq!(one.state(), S::Connected, "the customer is talking to Ian");
+    assert!(one.ended_at.is_none() && one.wrap_up_ended_at.is_none(), "{one:?}");
+    assert_eq!(party(&one, "customer").state(), P::Connected);
+    assert_eq!(party(&one, &agent_party_id(IAN)).state(), P::Connected);
+    let grace = party(&one, &agent_party_id(GRACE));
+    assert_eq!(grace.state(), P::Left);
+    assert_eq!(ts_secs(&grace.joined_at), Some(t + 8));
+    assert_eq!(ts_secs(&grace.left_at), Some(t + 91), "she left the conversation when her post-process began");
+    let wrap = grace.wrap_up.as_ref().expect("Grace's wrap-up");
+    assert_eq!((ts_secs(&wrap.started_at), ts_secs(&wrap.ended_at)), (Some(t + 91), Some(t + 120)));
 
     let filter = pb::SubscribeFilter { conversation_ids: vec![call_id(first)], ..Default::default() };
-    let updates = c.replay(pb::SubscribeRequest { filter: Some(filter), ..from_beginning() }).await;
+    let updates = c.replay(pb::SubscribeRequest { filter: Some(filter.clone()), ..from_beginning() }).await;
     assert_eq!(updates.len(), 11, "both legs are in the conversation");
     assert!(updates.iter().map(event).all(|e| e.conversation_id == call_id(first)));
     assert_eq!(
@@ -506,16 +540,188 @@ async fn a_transfer_to_another_agent_links_the_new_interaction_to_the_first_conv
             (T::CallOffered, S::Ringing),
             (T::CallConnected, S::Connected),
             (T::TransferRequested, S::Connected),
-            (T::WrapUpStarted, S::WrapUp),
-            (T::CallTransferred, S::WrapUp),
-            (T::WrapUpEnded, S::WrapUp),
-            (T::ParticipantLeft, S::WrapUp),
+            (T::WrapUpStarted, S::Connected),
+            (T::CallTransferred, S::Connected),
+            (T::WrapUpEnded, S::Connected),
+            (T::ParticipantLeft, S::Connected),
         ]
     );
     assert_eq!(
         steps(&updates, &call_id(second)),
         vec![(T::CallStarted, S::Initiated), (T::CallOffered, S::Ringing), (T::CallConnected, S::Connected)]
     );
+    let on_first: Vec<&pb::CallEvent> = updates.iter().map(event).filter(|e| e.call_id == call_id(first)).collect();
+    let requested = transfer(on_first[3]);
+    assert_eq!(requested.from.as_ref().map(|p| p.agent_id.as_str()), Some(GRACE));
+    let done = transfer(on_first[5]);
+    assert_eq!(on_first[5].vendor_event_type, "InteractionParticipantChange");
+    assert_eq!(done.from.as_ref().map(|p| p.party_id.clone()), Some(agent_party_id(GRACE)));
+    assert_eq!(done.to.as_ref().map(|p| (p.party_id.clone(), p.state())), Some((agent_party_id(IAN), P::Connected)));
+    assert_eq!(on_first[4].agent_id, GRACE, "the wrap-up event is Grace's");
+    assert_eq!(on_first[4].parties.iter().find(|p| p.agent_id == GRACE).map(pb::Party::state), Some(P::WrapUp));
+
+    // Ian finishes with the customer: his post-process is the call's wrap-up, and the interaction ends.
+    c.send_all(&[
+        interaction("InteractionPostProcess", first, t + 400, None, agent(IAN, 40412)),
+        interaction("InteractionEndPostProcess", first, t + 430, None, agent(IAN, 40412)),
+        interaction("InteractionDeassigned", first, t + 431, None, agent(IAN, 40412)),
+        interaction(
+            "InteractionDeleted",
+            first,
+            t + 431,
+            None,
+            json!({"callHangupReason": "CEC_DISCONNECT_NORMAL", "hangupInitiator": "CUSTOMER"}),
+        ),
+    ])
+    .await;
+    let one = c.call(&call_id(first)).await;
+    assert_eq!((one.state(), one.outcome()), (S::Ended, pb::CallOutcome::Completed));
+    assert_eq!(ts_secs(&one.ended_at), Some(t + 400), "the conversation ended when Ian's post-process began");
+    assert_eq!(party(&one, "customer").state(), P::Left);
+    assert_eq!(party(&one, &agent_party_id(IAN)).state(), P::Left);
+    let updates = c.replay(pb::SubscribeRequest { filter: Some(filter), ..from_beginning() }).await;
+    assert_eq!(
+        steps(&updates, &call_id(first))[8..],
+        [
+            (T::WrapUpStarted, S::WrapUp),
+            (T::WrapUpEnded, S::WrapUp),
+            (T::ParticipantLeft, S::WrapUp),
+            (T::CallEnded, S::Ended)
+        ]
+    );
+    server.stop().await.expect("clean shutdown");
+}
+
+/// Grace consults Ian on a second line and goes back to the customer without transferring: the consult line
+/// ends, the customer's call goes on with Grace.
+#[tokio::test]
+async fn a_consult_without_a_transfer_leaves_the_customers_call_with_the_first_agent() {
+    let server = TestServer::memory().await;
+    let mut c = Clients::new(&server).await;
+    let first = "int-1963f52d471-C0nsu1tF1rstL1n3Aa1Bb2Cc3-phone-02-acmecorp01";
+    let consult = "int-1963f53f0c3-C0nsu1tS3c0ndL1n3Dd4Ee5Ff-phone-02-acmecorp01";
+    let linked = json!({"attachedDatum": [{"attachedDataKey": "originalInteractionGuid", "attachedDataValue": first}]});
+    let t = 1_744_820_000;
+
+    c.send_all(&[
+        interaction("InteractionCreated", first, t, None, json!({"direction": "in", "attachedData": caller(&[])})),
+        interaction("InteractionAccepted", first, t + 8, None, agent(GRACE, 40375)),
+        interaction("LineHoldStatus", first, t + 50, None, merge_json(agent(GRACE, 40375), json!({"status": true}))),
+        interaction("InteractionCreated", consult, t + 51, None, json!({"attachedData": linked})),
+        interaction("InteractionAccepted", consult, t + 55, None, agent(IAN, 40412)),
+        // Ian's side of the consult ends: his post-process is the consult line's wrap-up.
+        interaction("InteractionPostProcess", consult, t + 90, None, agent(IAN, 40412)),
+        interaction("InteractionDeleted", consult, t + 91, None, json!({"callHangupReason": "CEC_DISCONNECT_NORMAL"})),
+        // Grace is back on the customer line.
+        interaction("InteractionReconnect", first, t + 92, None, agent(GRACE, 40375)),
+    ])
+    .await;
+
+    let one = c.call(&call_id(first)).await;
+    assert_eq!(one.state(), S::Connected);
+    assert!(one.ended_at.is_none());
+    assert_eq!(one.agent_ids, vec![GRACE.to_string()], "Ian never joined the customer's interaction");
+    assert_eq!(party(&one, "customer").state(), P::Connected);
+    assert_eq!(party(&one, &agent_party_id(GRACE)).state(), P::Connected);
+    assert_eq!((one.hold_count, dur_secs(&one.total_hold)), (1, Some(42)));
+    let two = c.call(&call_id(consult)).await;
+    assert_eq!((two.state(), two.outcome()), (S::Ended, pb::CallOutcome::Completed));
+    assert_eq!(
+        (two.previous_call_id.as_str(), two.conversation_id.as_str()),
+        (call_id(first).as_str(), call_id(first).as_str())
+    );
+    assert_eq!(party(&two, &agent_party_id(IAN)).state(), P::WrapUp, "Ian's wrap-up outlives the consult line");
+
+    let updates = c.replay(from_beginning()).await;
+    assert!(updates.iter().map(event).all(|e| e.r#type() != T::CallTransferred), "nothing was transferred");
+    server.stop().await.expect("clean shutdown");
+}
+
+/// Grace conferences Ian into the customer's interaction, then drops off: the customer and Ian talk on.
+#[tokio::test]
+async fn a_conference_keeps_the_call_when_the_first_agent_drops_off() {
+    let server = TestServer::memory().await;
+    let mut c = Clients::new(&server).await;
+    let first = "int-1963f52d472-C0nf3r3nc3L1n3Aa1Bb2Cc3Dd-phone-02-acmecorp01";
+    let t = 1_744_821_000;
+
+    c.send_all(&[
+        interaction("InteractionCreated", first, t, None, json!({"direction": "in", "attachedData": caller(&[])})),
+        interaction("InteractionAccepted", first, t + 8, None, agent(GRACE, 40375)),
+        interaction("InteractionJoinLinesRequest", first, t + 60, None, agent(GRACE, 40375)),
+        interaction("InteractionJoined", first, t + 62, None, agent(GRACE, 40375)),
+        interaction(
+            "InteractionParticipantChange",
+            first,
+            t + 62,
+            None,
+            merge_json(agent(IAN, 40412), json!({"participatingAgents": format!("{GRACE},{IAN}")})),
+        ),
+        interaction("InteractionPostProcess", first, t + 120, None, agent(GRACE, 40375)),
+        interaction("InteractionEndPostProcess", first, t + 140, None, agent(GRACE, 40375)),
+        interaction("InteractionDeassigned", first, t + 141, None, agent(GRACE, 40375)),
+    ])
+    .await;
+
+    let one = c.call(&call_id(first)).await;
+    assert_eq!(one.state(), S::Connected);
+    assert!(one.ended_at.is_none());
+    assert_eq!(one.agent_ids, vec![GRACE.to_string(), IAN.to_string()]);
+    assert_eq!(party(&one, &agent_party_id(IAN)).state(), P::Connected);
+    assert_eq!(party(&one, &agent_party_id(GRACE)).state(), P::Left);
+    let updates = c.replay(from_beginning()).await;
+    assert_eq!(
+        steps(&updates, &call_id(first)),
+        vec![
+            (T::CallStarted, S::Initiated),
+            (T::CallConnected, S::Connected),
+            (T::CallUpdated, S::Connected),
+            (T::ConferenceStarted, S::Connected),
+            (T::ParticipantJoined, S::Connected),
+            (T::WrapUpStarted, S::Connected),
+            (T::WrapUpEnded, S::Connected),
+            (T::ParticipantLeft, S::Connected),
+        ],
+        "a join without a transfer request is a join, not a transfer"
+    );
+    assert_eq!(transfer(event(&updates[3])).kind(), pb::TransferKind::Conference);
+    server.stop().await.expect("clean shutdown");
+}
+
+/// 8x8 gives up on a queued call (InteractionQueueTimeout): the caller did not hang up, so it is not an abandon.
+#[tokio::test]
+async fn a_queue_timeout_is_not_reported_as_an_abandon() {
+    let server = TestServer::memory().await;
+    let mut c = Clients::new(&server).await;
+    let guid = "int-1963f55c2e2-Qu3u3T1m30utAa1Bb2Cc3Dd4E-phone-01-acmecorp01";
+    let queue = json!({"direction": "in", "queueId": 1162,
+        "attachedData": caller(&[("tenantSkillName", json!("Customer Service"))])});
+    let t = 1_744_819_600;
+
+    c.send_all(&[
+        interaction("InteractionCreated", guid, t, None, json!({"attachedData": caller(&[])})),
+        interaction("InteractionQueued", guid, t + 1, None, queue.clone()),
+        interaction("InteractionQueueTimeout", guid, t + 301, None, queue.clone()),
+        interaction(
+            "InteractionDeleted",
+            guid,
+            t + 302,
+            None,
+            json!({"callHangupReason": "CEC_NONE", "hangupInitiator": "SYSTEM"}),
+        ),
+    ])
+    .await;
+
+    let got = c.call(&call_id(guid)).await;
+    assert_eq!((got.state(), got.outcome()), (S::Ended, pb::CallOutcome::Missed));
+    assert_eq!((got.queue_id.as_str(), got.queue_name.as_str()), ("1162", "Customer Service"));
+    assert_eq!(got.queue_visits.len(), 1);
+    let visit = &got.queue_visits[0];
+    assert_eq!(
+        (visit.queue_id.as_str(), visit.queue_name.as_str(), visit.result()),
+        ("1162", "Customer Service", pb::QueueResult::Timeout)
+    );
+    assert_eq!((ts_secs(&visit.entered_at), ts_secs(&visit.left_at)), (Some(t + 1), Some(t + 301)));
     server.stop().await.expect("clean shutdown");
 }
 

@@ -211,3 +211,98 @@ async fn a_replayed_transcript_is_a_duplicate_and_audio_stats_are_kept_per_chann
     assert_eq!(sf.call("sf:a1").await.state(), pb::CallState::Connected, "statistics do not move the call");
     sf.server.stop().await.unwrap();
 }
+
+impl Sf {
+    /// What a rep's browser relay sends: the event with the logged-in rep in `IngestRequest.agent_id`.
+    async fn send_as(&mut self, agent: &str, t: &str, call: &str, extra: Value) -> pb::IngestResponse {
+        let mut req = request(pb::Vendor::SalesforceVoice, &sf(t, call, extra));
+        req.agent_id = agent.into();
+        self.ingest.ingest(req).await.unwrap_or_else(|s| panic!("ingest failed: {s:?}")).into_inner()
+    }
+}
+
+/// A rep-to-rep transfer seen through both reps' relays: both report the same `callId`. Issue 11: the second
+/// rep's `callconnected`, `callended` and `wrapupended` are hers (not duplicates of the first rep's), and the
+/// first rep's `callended` ends only her part while the customer talks to the second rep.
+#[tokio::test]
+async fn a_rep_to_rep_transfer_through_both_relays_keeps_the_call_until_the_last_rep_hangs_up() {
+    let mut sf = Sf::start().await;
+    let c = "7b1d0c5e-2f44-4c1a-9a57-0e6f0d1b2c3d";
+    let id = format!("sf:{c}");
+    let (angela, ben) = ("005RM000002AnGeLA", "005RM000002bEnRep");
+    let inbound = json!({"callType": "inbound", "participant": CUSTOMER});
+
+    assert_eq!(sf.send_as(angela, "callstarted", c, inbound.clone()).await.outcome(), pb::IngestOutcome::Accepted);
+    sf.send_as(angela, "callconnected", c, inbound.clone()).await;
+    let r = sf.send_as(ben, "callconnected", c, json!({"callType": "transfer", "participant": CUSTOMER})).await;
+    assert_eq!(r.outcome(), pb::IngestOutcome::Accepted, "Ben's answer is not a repeat of Angela's");
+    let r = sf.send_as(angela, "callended", c, json!({})).await;
+    assert_eq!(r.outcome(), pb::IngestOutcome::Accepted);
+    assert_eq!((r.events[0].r#type(), r.events[0].state()), (T::ParticipantLeft, pb::CallState::Connected));
+    let r = sf.send_as(angela, "wrapupended", c, json!({})).await;
+    assert_eq!(r.events[0].state(), pb::CallState::Connected);
+
+    let call = sf.call(&id).await;
+    assert_eq!(call.state(), pb::CallState::Connected, "the customer is talking to Ben");
+    assert!(call.ended_at.is_none());
+    assert_eq!(call.agent_ids, vec![angela.to_string(), ben.to_string()]);
+    let party = |call: &pb::Call, agent: &str| {
+        call.parties.iter().find(|p| p.agent_id == agent).cloned().unwrap_or_else(|| panic!("no party for {agent}"))
+    };
+    let a = party(&call, angela);
+    assert_eq!((a.party_id.as_str(), a.state()), ("agent:005RM000002AnGeLA", pb::PartyState::Left));
+    assert!(a.left_at.is_some() && a.wrap_up.as_ref().is_some_and(|w| w.ended_at.is_some()));
+    assert_eq!(party(&call, ben).state(), pb::PartyState::Connected);
+
+    // Ben hangs up: the call ends; his wrap-up end is his (and not a duplicate of Angela's).
+    let r = sf.send_as(ben, "callended", c, json!({})).await;
+    assert_eq!((r.events[0].r#type(), r.events[0].state()), (T::CallEnded, pb::CallState::Ended));
+    assert_eq!(sf.send_as(ben, "wrapupended", c, json!({})).await.outcome(), pb::IngestOutcome::Accepted);
+    assert_eq!(
+        sf.send_as(ben, "callended", c, json!({})).await.outcome(),
+        pb::IngestOutcome::Duplicate,
+        "a relay retry"
+    );
+    let call = sf.call(&id).await;
+    assert_eq!((call.state(), call.outcome()), (pb::CallState::Ended, pb::CallOutcome::Completed));
+    assert_eq!(party(&call, ben).state(), pb::PartyState::Left);
+    assert_eq!(party(&call, "").role(), pb::PartyRole::Customer);
+    assert_eq!(
+        sf.replay(&id).await.iter().map(|(t, _, s)| (*t, *s)).collect::<Vec<_>>(),
+        vec![
+            (T::CallStarted, pb::CallState::Initiated),
+            (T::CallConnected, pb::CallState::Connected),
+            (T::CallConnected, pb::CallState::Connected),
+            (T::ParticipantLeft, pb::CallState::Connected),
+            (T::WrapUpEnded, pb::CallState::Connected),
+            (T::CallEnded, pb::CallState::Ended),
+            (T::WrapUpEnded, pb::CallState::Ended),
+        ]
+    );
+}
+
+/// Without `agent_id` (an older relay) a second `callended` for the same call is still the documented repeat.
+#[tokio::test]
+async fn without_an_agent_id_a_repeated_callended_is_still_a_duplicate() {
+    let mut sf = Sf::start().await;
+    let c = "7b1d0c5e-2f44-4c1a-9a57-0e6f0d1b2c3e";
+    sf.send("callconnected", c, json!({"callType": "inbound", "participant": CUSTOMER})).await;
+    assert_eq!(sf.send("callended", c, json!({})).await.outcome(), pb::IngestOutcome::Accepted);
+    assert_eq!(sf.send("callended", c, json!({})).await.outcome(), pb::IngestOutcome::Duplicate);
+}
+
+/// An `agent_id` that cannot be an id is refused naming the field, and nothing of the payload is stored.
+#[tokio::test]
+async fn an_unreadable_agent_id_is_invalid_argument_naming_agent_id() {
+    let mut rig = Sf::start().await;
+    let c = "7b1d0c5e-2f44-4c1a-9a57-0e6f0d1b2c3f";
+    for bad in ["rep\n1".to_string(), " rep".to_string(), "x".repeat(300)] {
+        let mut req = request(pb::Vendor::SalesforceVoice, &sf("callstarted", c, json!({})));
+        req.agent_id = bad;
+        let status = rig.ingest.ingest(req).await.expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        let details = tonic_types::StatusExt::get_details_bad_request(&status).expect("BadRequest");
+        assert_eq!(details.field_violations[0].field, "agent_id");
+    }
+    assert!(rig.replay(&format!("sf:{c}")).await.is_empty(), "nothing stored");
+}

@@ -445,3 +445,96 @@ async fn vendor_detection_picks_xelion_for_the_envelope_the_bare_call_event_and_
     assert_eq!(updates.len(), 2, "the ignored echo published nothing");
     server.stop().await.expect("clean shutdown");
 }
+
+/// Hunt group extension 200 rings Wesley and Sanne; Wesley answers. Xelion then tells Sanne she missed the call
+/// (`missedCallEvent` with her as callee, same callId). Issue 11: that is Sanne's miss, on her party; the call
+/// Wesley is on goes on, and ends COMPLETED when it is hung up.
+#[tokio::test]
+async fn a_hunt_group_members_miss_after_another_member_answered_is_her_party_not_the_call() {
+    let server = TestServer::memory().await;
+    let mut c = Clients::new(&server).await;
+    let call_id = "186ba647df1ef600";
+    let base = json!({
+        "initiation": "direct", "date": DATE, "callId": call_id,
+        "callerFlowId": "186ba647df1ef601", "calleeFlowId": "186ba647df1ef602",
+        "callerPhoneNumber": CUSTOMER,
+    });
+    let to = |ext: &str, user: &str| merge_json(base.clone(), json!({"calleePhoneNumber": ext, "calleeUser": user}));
+
+    c.send("newCallEvent", &merge_json(base.clone(), json!({"calleePhoneNumber": "200"}))).await;
+    c.send("callConnectedEvent", &to("201", WES)).await;
+    let r = c.send("missedCallEvent", &to("203", SANNE)).await;
+    assert_eq!(r.outcome(), pb::IngestOutcome::Accepted);
+    assert_eq!((r.events[0].r#type(), r.events[0].state()), (T::ParticipantLeft, S::Connected));
+    assert_eq!(
+        c.send("missedCallEvent", &to("204", ARNO)).await.outcome(),
+        pb::IngestOutcome::Accepted,
+        "another member's miss is not a duplicate of Sanne's"
+    );
+
+    let got = c.call(&format!("xelion:{call_id}")).await;
+    assert_eq!((got.state(), got.outcome()), (S::Connected, pb::CallOutcome::Unspecified));
+    assert!(got.ended_at.is_none());
+    let state_of = |user: &str| got.parties.iter().find(|p| p.user_id == user).map(pb::Party::state);
+    assert_eq!(state_of(WES), Some(pb::PartyState::Connected));
+    assert_eq!(state_of(SANNE), Some(pb::PartyState::Left));
+    assert_eq!(state_of(ARNO), Some(pb::PartyState::Left));
+
+    c.send("callHungUpEvent", &merge_json(to("201", WES), json!({"duration": "75"}))).await;
+    let got = c.call(&format!("xelion:{call_id}")).await;
+    assert_eq!((got.state(), got.outcome()), (S::Ended, pb::CallOutcome::Completed));
+    let updates = c.replay(from_beginning()).await;
+    assert_eq!(
+        steps(&updates, &format!("xelion:{call_id}")),
+        vec![
+            (T::CallStarted, S::Initiated),
+            (T::CallConnected, S::Connected),
+            (T::ParticipantLeft, S::Connected),
+            (T::ParticipantLeft, S::Connected),
+            (T::CallEnded, S::Ended),
+        ]
+    );
+    server.stop().await.expect("clean shutdown");
+}
+
+/// The C→B leg of an attended transfer, when the bridge saw only its hang-up (Xelion's summary of the transfer
+/// lists hang-ups only): a leg that lasted 120 s is not a missed call.
+#[tokio::test]
+async fn a_transferred_leg_that_arrives_only_as_a_hang_up_is_not_missed() {
+    let server = TestServer::memory().await;
+    let mut c = Clients::new(&server).await;
+    let c_to_b = json!({
+        "initiation": "direct", "date": "2025-07-02 08:41:37", "callId": "186ba647df1ef7b0",
+        "callerFlowId": "186ba647df1ef720", "calleeFlowId": "1a0c33f4e9d2b772",
+        "callerPhoneNumber": CUSTOMER, "calleePhoneNumber": "202", "calleeUser": ARNO,
+    });
+    c.send("callHungUpEvent", &merge_json(c_to_b.clone(), json!({"duration": "120"}))).await;
+    let got = c.call("xelion:186ba647df1ef7b0").await;
+    assert_eq!(
+        (got.state(), got.outcome(), dur_secs(&got.duration)),
+        (S::Ended, pb::CallOutcome::Completed, Some(120))
+    );
+
+    // A leg first seen at a hang-up that lasted nothing is still read as before (derived: MISSED).
+    let zero = merge_json(c_to_b, json!({"callId": "186ba647df1ef7b1", "duration": "0"}));
+    c.send("callHungUpEvent", &zero).await;
+    assert_eq!(c.call("xelion:186ba647df1ef7b1").await.outcome(), pb::CallOutcome::Missed);
+    server.stop().await.expect("clean shutdown");
+}
+
+/// Wesley transfers the customer's call (leg C→A) away: Xelion's `callTransferredEvent` for the leg, then its
+/// hang-up. The leg was handed on: its outcome is TRANSFERRED, while the conversation goes on on the C→B leg.
+#[tokio::test]
+async fn a_leg_transferred_away_ends_transferred() {
+    let server = TestServer::memory().await;
+    let mut c = Clients::new(&server).await;
+    let c_to_a = inbound("186ba647df1ef822", "186ba647df1ef820");
+    c.send("newCallEvent", &c_to_a).await;
+    c.send("callConnectedEvent", &c_to_a).await;
+    let r = c.send("callTransferredEvent", &c_to_a).await;
+    assert_eq!((r.events[0].r#type(), r.events[0].state()), (T::CallTransferred, S::Connected));
+    c.send("callHungUpEvent", &merge_json(c_to_a.clone(), json!({"duration": "64"}))).await;
+    let got = c.call("xelion:186ba647df1ef822").await;
+    assert_eq!((got.state(), got.outcome()), (S::Ended, pb::CallOutcome::Transferred));
+    server.stop().await.expect("clean shutdown");
+}

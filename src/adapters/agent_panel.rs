@@ -49,6 +49,19 @@
 //! 3. anything else starts a new call named by the key and the start time
 //!    (or the receive time).
 //!
+//! With `IngestRequest.agent_id` (the relay's logged-in agent) the key gains
+//! `|agent:<id>`, and every event names that agent (agent id and AGENT
+//! party): one caller on two agents' panels is two calls, one per agent.
+//! Rule 2 does not simply take the newest open call when the event has a
+//! `startTime` (`completed`): of the open calls it prefers the one whose
+//! start (or, without one, first receive time) is nearest that `startTime`
+//! (see `plan::correlate`).
+//!
+//! A `callRecording` URL is emitted as RECORDING_READY after the event's
+//! lifecycle step, the first time it appears on the call; `lastTclCodeShort`
+//! / `lastTclCodeDesc` are the agent's wrap-up code (code and label) on the
+//! call and the agent's party.
+//!
 //! A manual search in the panel also fires `offered`: it opens a RINGING
 //! call with no start time that nothing ends. A real `offered` for the same
 //! number and direction within the window reuses that call (the repeated
@@ -65,8 +78,8 @@ use super::lenient::{opt_bool, opt_duration, opt_epoch_millis, opt_text};
 use super::{Adapter, AdapterError, FieldViolation, NormalizeContext, from_value};
 use crate::domain::identity::canonical_json_hash;
 use crate::domain::{
-    CallFacts, CallRef, Correlation, Direction, EventDraft, EventType, Identity, Media, Normalized, PartyRole,
-    Recording, RecordingState, Vendor,
+    CallFacts, CallRef, Correlation, Detail, Direction, EventDraft, EventType, Identity, Media, Normalized, Party,
+    PartyRole, Recording, RecordingState, Vendor, WrapUpCode,
 };
 
 /// The interaction media named in `eventType`.
@@ -531,12 +544,23 @@ impl Adapter for AgentPanel {
         if media == Media::Voicemail {
             key.push_str("|voicemail");
         }
+        // The relay's logged-in agent: one caller on two agents' panels (a
+        // transfer, a shared trunk number) is two agents' calls.
+        let agent = ctx.agent_id.filter(|a| !a.is_empty());
+        if let Some(a) = agent {
+            key.push_str("|agent:");
+            key.push_str(a);
+        }
         let call = CallRef::Correlate(Correlation { key, started_at: d.start_time });
 
         let mut base = EventDraft::new(types[0], Some(call));
         base.direction = Some(dir);
         base.media = Some(media);
         base.parties.push(customer);
+        if let Some(a) = agent {
+            base.agent_id = a.to_string();
+            base.parties.push(Party { role: Some(PartyRole::Agent), agent_id: a.to_string(), ..Party::default() });
+        }
         base.attributes.insert("product".into(), row.product.name().into());
         if let Some(m) = &d.method {
             base.attributes.insert("method".into(), m.clone());
@@ -568,6 +592,13 @@ impl Adapter for AgentPanel {
                 // Not a URL: keep what the panel said without inventing a recording.
                 base.attributes.insert("callRecording".into(), value);
             }
+            // The agent's wrap-up (TCL) code: on the call and the agent's party.
+            if extra.last_tcl_code_short.is_some() || extra.last_tcl_code_desc.is_some() {
+                base.facts.wrap_up_codes = vec![WrapUpCode {
+                    code: extra.last_tcl_code_short.clone().unwrap_or_default(),
+                    label: extra.last_tcl_code_desc.clone().unwrap_or_default(),
+                }];
+            }
             if let Some(s) = extra.last_tcl_code_short {
                 base.attributes.insert("lastTclCodeShort".into(), s);
             }
@@ -575,11 +606,18 @@ impl Adapter for AgentPanel {
                 base.attributes.insert("lastTclCodeDesc".into(), s);
             }
         }
+        // A recording URL is a RECORDING_READY event of its own, after the
+        // lifecycle step (the state machine drops it once the call already
+        // has that recording ready: only its first appearance is news).
+        let ready = match &base.facts.recording {
+            Some(r) if r.state == Some(RecordingState::Ready) && !r.url.is_empty() => base.facts.recording.take(),
+            _ => None,
+        };
         base.occurred_at = match when {
             When::Received => None,
             When::EndTime => d.end_time,
         };
-        let events = types
+        let mut events: Vec<EventDraft> = types
             .iter()
             .map(|t| {
                 let mut e = base.clone();
@@ -587,6 +625,12 @@ impl Adapter for AgentPanel {
                 e
             })
             .collect();
+        if let Some(r) = ready {
+            let mut e = base.clone();
+            e.event_type = EventType::RecordingReady;
+            e.detail = Some(Detail::Recording(r));
+            events.push(e);
+        }
         Ok(Normalized { vendor, vendor_event_type, identity, aliases: Vec::new(), events, ignored: None })
     }
 }
@@ -687,8 +731,12 @@ mod tests {
         assert_eq!(e.occurred_at.unwrap().timestamp_millis(), 1_751_445_695_892);
         assert_eq!(e.facts.started_at.unwrap().timestamp_millis(), 1_751_445_666_638);
         assert_eq!(e.facts.duration, Some(Duration::from_secs(22)));
-        assert_eq!(e.facts.recording.as_ref().and_then(|r| r.state), Some(RecordingState::Ready));
         assert_eq!(e.facts.notes, vec!["asked about invoice".to_string()]);
+        // The recording URL is a RECORDING_READY event of its own, after the wrap-up (issue 11).
+        assert_eq!(n.events.len(), 2);
+        assert_eq!(n.events[1].event_type, EventType::RecordingReady);
+        assert!(matches!(&n.events[1].detail, Some(Detail::Recording(r))
+            if r.state == Some(RecordingState::Ready) && r.url == "https://vcc-na12.8x8.com/rec/abc.wav"));
         let Some(CallRef::Correlate(c)) = &e.call else { panic!("correlated") };
         assert_eq!(c.started_at, e.facts.started_at);
     }

@@ -51,7 +51,27 @@
 //! AGENT party with `agentPhone`; `queueId` → queue; media from
 //! `resourceType`/`mediaType`; facts `callAnsweredTime`/`callHangupTime` (ms)
 //! and `callDurationSec` ▸ `callDuration`; `dispositionCode`, `agentNotes`;
-//! every attachedData item and every other body field → attributes.
+//! every attachedData item and every other body field → attributes; queue
+//! name attachedData `tenantSkillName` ▸ `channelName`; wrap-up codes
+//! attachedData `tclSelectedItems` (`"listId|itemId,..."`, one code per
+//! item); the previous leg `originalInteractionGuid` (when it is another
+//! interaction).
+//!
+//! **More than two people** (DESIGN §3.6). 8x8 keeps the customer's
+//! interaction when a call is transferred or conferenced: the consult line is
+//! a new interaction linked by `originalInteractionGuid`, and the second
+//! agent joins the *customer's* interaction (InteractionParticipantChange).
+//! Per-agent events (InteractionPostProcess, InteractionEndPostProcess,
+//! InteractionDeassigned) are that agent's step (`party_scope`): while another agent is on the interaction
+//! they change that agent's party only; the last agent's post-process is the
+//! call's wrap-up as before. The documented transfer reads:
+//!
+//! ```text
+//! line 1 (customer)  Accepted(Grace) ─ TransferRequest(Grace) ─ PostProcess(Grace) ─ ParticipantChange(Ian) ─ EndPostProcess/Deassigned(Grace) ─ … ─ Deleted
+//!                    call CONNECTED ───────────────────────────────────────────────────────────────────────────────────────── ENDED
+//!                    Grace: CONNECTED ─ WRAP_UP ─ LEFT           Ian: CONNECTED (CALL_TRANSFERRED Grace → Ian)
+//! line 2 (consult)   Created(original=line 1) ─ Assigned/Accepted(Ian) ─ … (previous_call_id = line 1)
+//! ```
 
 mod fields;
 mod frame;
@@ -69,8 +89,8 @@ use super::lenient::{opt_bool, opt_epoch_millis, opt_text};
 use super::{Adapter, AdapterError, NormalizeContext, PhoneNormalizer, from_value};
 use crate::domain::identity::canonical_json_hash;
 use crate::domain::{
-    CallOutcome, CallRef, Detail, Direction, Ended, EventDraft, EventType, Identity, Normalized, Party, PartyRole,
-    Recording, RecordingState, Vendor, VendorOrder,
+    AgentState, CallOutcome, CallRef, Detail, Direction, Ended, EventDraft, EventType, Identity, Normalized, Party,
+    PartyRole, QueueResult, Recording, RecordingState, Transfer, TransferKind, Vendor, VendorOrder, WrapUpCode,
 };
 
 /// What a row does with the event.
@@ -112,6 +132,15 @@ enum Extra {
     /// `hangupInitiator`, `callHangupReason` → outcome and reason,
     /// `dispositionCode`, duration.
     Ended,
+    /// The agent (`agentId`, `agentPhone`) is the participant who joined.
+    AgentJoined,
+    /// A `transfer` detail from the requesting agent; the target is not a
+    /// documented field (only attributes keep what 8x8 sends).
+    TransferRequest,
+    /// A `transfer` detail of kind CONFERENCE from the agent.
+    Conference,
+    /// The queue gave up on the call: the visit's result is TIMEOUT.
+    QueueTimeout,
 }
 
 /// One row of the mapping table.
@@ -124,10 +153,18 @@ struct Row {
     id: Identify,
     /// Extra fields read.
     extra: Extra,
+    /// The event is the agent's own step (`agentId` is the party scope).
+    agent_step: bool,
 }
 
 const fn row(name: &'static str, action: Action, extra: Extra) -> Row {
-    Row { name, action, id: Identify::Sequenced, extra }
+    Row { name, action, id: Identify::Sequenced, extra, agent_step: false }
+}
+
+/// A row whose event is one agent's step, not the interaction's: while
+/// another agent is on the interaction it changes that agent's party only.
+const fn agent_step(name: &'static str, action: Action, extra: Extra) -> Row {
+    Row { name, action, id: Identify::Sequenced, extra, agent_step: true }
 }
 
 use Action::{Emit, Ignore, Toggle};
@@ -155,8 +192,12 @@ const MAPPING: &[Row] = &[
     row("InteractionCustomerAccepted", Emit(E::CallConnected), Extra::None),
     // Back to the queue; the interaction may be re-offered.
     row("InteractionRejected", Emit(E::OfferRejected), Extra::Rejected),
+    // Out of the queue; why is not said (an abandon if the call then ends
+    // unanswered, the state machine decides).
     row("InteractionUnqueued", Emit(E::CallDequeued), Extra::None),
-    row("InteractionQueueTimeout", Emit(E::CallDequeued), Extra::None),
+    // The queue's time limit passed: a TIMEOUT visit, and a call that then
+    // ends unanswered is MISSED, never ABANDONED (the caller did not hang up).
+    row("InteractionQueueTimeout", Emit(E::CallDequeued), Extra::QueueTimeout),
     row("LineHoldStatus", Toggle(E::CallHeld, E::CallResumed), Extra::None),
     // No documented sample: read like LineHoldStatus (`status` true = muted).
     row("LineMuteStatus", Toggle(E::CallMuted, E::CallUnmuted), Extra::None),
@@ -164,23 +205,43 @@ const MAPPING: &[Row] = &[
     row("RecordingStatus", Action::RecordingStatus, Extra::Recording),
     // No documented field carries the recording's URL: state only.
     row("InteractionRecordingReady", Emit(E::RecordingReady), Extra::Recording),
-    // The call is over for the agent: wrap-up (the state machine sets ended_at).
-    row("InteractionPostProcess", Emit(E::WrapUpStarted), Extra::None),
-    row("InteractionEndPostProcess", Emit(E::WrapUpEnded), Extra::None),
+    // The conversation is over *for this agent* (8x8 sends it per agent: in
+    // the documented transfer the first agent post-processes while the
+    // customer talks to the second). The agent's wrap-up; the call's only
+    // when no other agent is on it (then the state machine sets ended_at).
+    agent_step("InteractionPostProcess", Emit(E::WrapUpStarted), Extra::None),
+    agent_step("InteractionEndPostProcess", Emit(E::WrapUpEnded), Extra::None),
     // The agent leaves the interaction; InteractionDeleted ends it.
-    row("InteractionDeassigned", Emit(E::ParticipantLeft), Extra::AgentLeft),
-    row("InteractionDeAssigned", Emit(E::ParticipantLeft), Extra::AgentLeft),
-    row("InteractionTransferRequest", Emit(E::TransferRequested), Extra::None),
-    // Fires when the transfer completes (the new agent takes over).
-    row("InteractionParticipantChange", Emit(E::CallTransferred), Extra::None),
-    row("InteractionParticipantRemovedByHost", Emit(E::ParticipantLeft), Extra::AgentLeft),
+    agent_step("InteractionDeassigned", Emit(E::ParticipantLeft), Extra::AgentLeft),
+    agent_step("InteractionDeAssigned", Emit(E::ParticipantLeft), Extra::AgentLeft),
+    row("InteractionTransferRequest", Emit(E::TransferRequested), Extra::TransferRequest),
+    // 8x8 documents it for "conference, supervisor join, etc.": the agent in
+    // `agentId` joins. Only after a TransferRequest on this interaction does
+    // the state machine read it as the transfer completing (CALL_TRANSFERRED
+    // from the requesting agent to this one); read as a transfer always, a
+    // supervisor join would hand the call away from an agent still on it.
+    row("InteractionParticipantChange", Emit(E::ParticipantJoined), Extra::AgentJoined),
+    // Someone was removed from the interaction, but whether `agentId` is the
+    // removed party or the host who removed them is not documented. Marking
+    // the host LEFT could later close the call while she is still on it, so
+    // the event names the agent (agent id, party) without saying who left:
+    // no participant detail, no party's state changes, never the call's end.
+    row("InteractionParticipantRemovedByHost", Emit(E::ParticipantLeft), Extra::None),
     // Only a request: the lines are not joined yet (InteractionJoined is).
     row("InteractionJoinLinesRequest", Emit(E::CallUpdated), Extra::None),
-    row("InteractionJoined", Emit(E::ConferenceStarted), Extra::None),
+    row("InteractionJoined", Emit(E::ConferenceStarted), Extra::Conference),
     // The agent is back on the customer line (after a consult): off hold.
     row("InteractionReconnect", Emit(E::CallResumed), Extra::None),
     row("InteractionChanged", Emit(E::CallUpdated), Extra::None),
-    Row { name: "InteractionDeleted", action: Emit(E::CallEnded), id: Identify::OneShot, extra: Extra::Ended },
+    // The interaction is over. The seed also says "call leg left conference";
+    // as the interaction's own end it ends the call (its GUID is the leg).
+    Row {
+        name: "InteractionDeleted",
+        action: Emit(E::CallEnded),
+        id: Identify::OneShot,
+        extra: Extra::Ended,
+        agent_step: false,
+    },
     // --- Digital channel events ---
     row("GuestChatEnd", Ignore("chat session ended: chat is not call media"), Extra::None),
     // --- Media/proxy events ---
@@ -331,6 +392,11 @@ fn normalize_event(
             attached.flatten_into(&mut attributes);
             fields::body_attributes(body, &mut attributes);
             let mut d = interaction(event_type, row.extra, &f, &attached, &path, &msg, frame, phone)?;
+            if row.agent_step
+                && let Some(a) = d.parties.iter().find(|p| p.role == Some(PartyRole::Agent))
+            {
+                d.party_scope = Some(a.clone());
+            }
             if let MediaKind::Phone(m) = media {
                 d.media = Some(m);
             }
@@ -430,12 +496,33 @@ fn agent_status(body: &Value, path: &str, msg: &MsgInfo, frame: Option<&Frame>) 
         .or(fields::meaningful(&a.new_reason_code_user))
         .unwrap_or_default()
         .to_string();
+    let agent_state = agent_state_of(&state);
     let mut d = EventDraft::new(E::AgentStatusChanged, None);
     d.occurred_at = event_time(a.status_event_ts, msg, frame);
     d.parties.push(agent_party(&agent, None));
     d.agent_id = agent;
-    d.detail = Some(Detail::AgentStatus { state, reason, agent_state: None });
+    d.detail = Some(Detail::AgentStatus { state, reason, agent_state });
     Ok(d)
+}
+
+/// `newState` (with `/newSubState`) → agent state. 8x8 documents only
+/// `newState: 5` = AVAILABLE (the lifecycle page; the login-state and
+/// presence tables number something else), so every other code is
+/// UNSPECIFIED and only the raw `state` says it.
+fn agent_state_of(state: &str) -> Option<AgentState> {
+    match state.split('/').next().map(str::trim) {
+        Some("5") => Some(AgentState::Available),
+        _ => None,
+    }
+}
+
+/// `tclSelectedItems` `"listId|itemId,..."` → one code per item, as given.
+fn wrap_up_codes(raw: &str) -> Vec<WrapUpCode> {
+    raw.split([',', ';'])
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| WrapUpCode { code: item.to_string(), label: String::new() })
+        .collect()
 }
 
 /// An Interaction event → one draft for call `8x8es:<interactionGUID>`.
@@ -457,6 +544,16 @@ fn interaction(
     d.direction = direction(f, attached, path)?;
     if let Some((original, _)) = attached.text("originalInteractionGuid")? {
         d.conversation_id = Some(format!("{prefix}:{original}"));
+        if original != guid {
+            d.facts.previous_call_id = Some(format!("{prefix}:{original}"));
+        }
+    }
+    d.facts.queue_name = match attached.text("tenantSkillName")? {
+        Some((name, _)) => Some(name),
+        None => attached.text("channelName")?.map(|(name, _)| name),
+    };
+    if let Some((items, _)) = attached.text("tclSelectedItems")? {
+        d.facts.wrap_up_codes = wrap_up_codes(&items);
     }
     if let Some(customer) = customer(attached, phone)? {
         d.parties.push(customer);
@@ -503,6 +600,18 @@ fn interaction(
                 d.attributes.insert("rejectReasonText".into(), text.into());
             }
         }
+        Extra::AgentJoined => d.detail = agent.map(Detail::Participant),
+        Extra::TransferRequest => {
+            d.detail = Some(Detail::Transfer(Box::new(Transfer { from: agent, ..Transfer::default() })));
+        }
+        Extra::Conference => {
+            d.detail = Some(Detail::Transfer(Box::new(Transfer {
+                kind: Some(TransferKind::Conference),
+                from: agent,
+                ..Transfer::default()
+            })));
+        }
+        Extra::QueueTimeout => d.facts.queue_result = Some(QueueResult::Timeout),
         Extra::None | Extra::AgentStatus => {}
     }
     Ok(d)

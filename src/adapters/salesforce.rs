@@ -9,6 +9,17 @@
 //!
 //! Native Telephony has no `callstarted`: a call may begin with
 //! `callconnected`; the state machine accepts any first event.
+//!
+//! **Which rep** (DESIGN §3.6). No toolkit event names the rep; the browser
+//! relay does, in `IngestRequest.agent_id`. When it is set, every event gets
+//! that agent id and an AGENT party for it; the one-shot natural keys become
+//! `sf:<type>:<callId>:<agent>`, because in a rep-to-rep transfer both reps'
+//! relays report the same `callId` and the second rep's `callconnected`,
+//! `callended` and `wrapupended` are hers, not repeats of the first rep's.
+//! `callended` and `wrapupended` are then that rep's step (`party_scope`):
+//! the first rep's `callended` while the second rep is on the call is her
+//! PARTICIPANT_LEFT, and the call ends with the last rep's `callended`.
+//! Without an agent id, events are read as before (one rep per call).
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -18,7 +29,7 @@ use super::lenient::{opt_epoch_millis, opt_text, opt_u64};
 use super::{Adapter, AdapterError, NormalizeContext, from_value};
 use crate::domain::identity::canonical_json_hash;
 use crate::domain::{
-    AudioStats, CallRef, Detail, Direction, EventDraft, EventType, Identity, Normalized, PartyRole, Vendor,
+    AudioStats, CallRef, Detail, Direction, EventDraft, EventType, Identity, Normalized, Party, PartyRole, Vendor,
 };
 
 /// How a row's identity (dedup key) is formed.
@@ -227,13 +238,18 @@ impl Adapter for Salesforce {
         let d: DetailFields = from_value(detail, "detail")?;
         let call_id = d.call_id.clone().ok_or_else(|| AdapterError::field("detail.callId", "required"))?;
         let call = format!("{}:{call_id}", vendor.call_id_prefix());
+        let agent = ctx.agent_id.filter(|a| !a.is_empty());
         let identity = match (row.id, &d.id) {
-            (Identify::Natural, _) => Identity::Natural(format!("sf:{}:{call_id}", row.name)),
+            (Identify::Natural, _) => match agent {
+                Some(a) => Identity::Natural(format!("sf:{}:{call_id}:{a}", row.name)),
+                None => Identity::Natural(format!("sf:{}:{call_id}", row.name)),
+            },
             (Identify::ByDetailId, Some(id)) => Identity::VendorId(format!("sf:{}:{id}", row.name)),
             _ => Identity::ContentHash(canonical_json_hash(payload)),
         };
         let mut base = EventDraft::new(row.canonical, Some(CallRef::Id(call.clone())));
         base.conversation_id = Some(call);
+        let rep = agent.map(|a| Party { role: Some(PartyRole::Agent), agent_id: a.to_string(), ..Party::default() });
         if let Some(v) = &d.voice_call_id {
             base.attributes.insert("voiceCallId".into(), v.clone());
         }
@@ -295,6 +311,17 @@ impl Adapter for Salesforce {
                 events.push(base);
             }
             Fields::AudioStats => events.extend(audio_stats(detail, &base)?),
+        }
+        if let Some(rep) = rep {
+            for e in &mut events {
+                e.agent_id = rep.agent_id.clone();
+                e.parties.push(rep.clone());
+                // The rep's own end and wrap-up end: hers while another rep is
+                // on the call.
+                if matches!(e.event_type, EventType::CallEnded | EventType::WrapUpEnded) {
+                    e.party_scope = Some(rep.clone());
+                }
+            }
         }
         Ok(Normalized { vendor, vendor_event_type: event_type, identity, aliases: Vec::new(), events, ignored: None })
     }

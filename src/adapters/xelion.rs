@@ -47,6 +47,12 @@
 //!   oids: a user is an AGENT, a non-user caller the CUSTOMER, and a
 //!   non-user callee the CUSTOMER of a user's outbound call or, when neither
 //!   side is a user (a hunt group, an IVR), a THIRD_PARTY.
+//! * **Hunt groups and transferred legs** (DESIGN §3.6). `missedCallEvent`
+//!   is its callee's step: while another user is on the call (a group member
+//!   answered), it is the callee's PARTICIPANT_LEFT, not the call's end. A leg
+//!   first seen at its `callHungUpEvent` with a `duration` above zero (a
+//!   transferred leg that arrives only as a hang-up) ends COMPLETED, not
+//!   MISSED: nothing says it rang unanswered.
 //! * **Unconfirmed parts.** `initiation` values are undocumented and pass
 //!   through verbatim as an attribute. The field lists of
 //!   `callTransferredEvent` / `twinTransferredEvent` were not retrievable, so
@@ -127,6 +133,11 @@ const MAPPING: &[Row] = &[
     Row { name: "newCallEvent", action: Action::Call(EventType::CallStarted, Identify::Natural, Fields::Call) },
     Row { name: "callConnectedEvent", action: Action::Call(EventType::CallConnected, Identify::Natural, Fields::Call) },
     Row { name: "callHungUpEvent", action: Action::Call(EventType::CallEnded, Identify::Natural, Fields::HungUp) },
+    // A user-facing "you missed a call" notification, about its callee. It is
+    // the callee's step (`party_scope`): in a hunt group another member may
+    // have answered, and then it is that member's miss (PARTICIPANT_LEFT of
+    // their party), never the end of the answered call. Its natural key adds
+    // `calleeUser`, so two members' misses are two misses.
     Row { name: "missedCallEvent", action: Action::Call(EventType::CallMissed, Identify::Natural, Fields::Call) },
     Row {
         name: "channelHungUpEvent",
@@ -402,7 +413,11 @@ impl Adapter for Xelion {
                     f.call_id.clone().ok_or_else(|| AdapterError::field(path(prefix, "callId"), "required"))?;
                 let identity = match id {
                     Identify::Natural => {
-                        Identity::Natural(format!("{}:{}:{call_id}", vendor.call_id_prefix(), row.name))
+                        let member = match (canonical, f.callee_user.as_deref()) {
+                            (EventType::CallMissed, Some(user)) => format!(":{user}"),
+                            _ => String::new(),
+                        };
+                        Identity::Natural(format!("{}:{}:{call_id}{member}", vendor.call_id_prefix(), row.name))
                     }
                     Identify::Hash => content_hash(),
                 };
@@ -439,6 +454,9 @@ fn call_event(
             // Customer first (the Call contract), then the users in caller, callee order.
             parties.sort_by_key(|p| p.role != Some(PartyRole::Customer));
             draft.parties = parties;
+            if canonical == EventType::CallMissed {
+                draft.party_scope = callee.party(ctx, callee_role);
+            }
             if fields == Fields::HungUp {
                 let duration = match &f.duration {
                     Some(d) => parse_duration(d).map_err(|e| AdapterError::field(path(prefix, "duration"), e))?,
@@ -478,6 +496,13 @@ fn transfer(row: &Row, notification: Option<&Map<String, Value>>, identity: Iden
     draft.conversation_id =
         flow_conversation(scalar_text(n, "callerFlowId").or_else(|| scalar_text(n, "calleeFlowId")).as_deref());
     draft.attributes = attributes(n, &["callId"], "");
+    if row.name == "callTransferredEvent" {
+        // This leg was handed on (the transferred party continues on another
+        // leg of the flow): a transfer detail that names nobody who joined
+        // this leg, so the leg ends TRANSFERRED. A twin transfer moves the
+        // same call to the user's mobile: no detail, the call goes on as is.
+        draft.detail = Some(Detail::Transfer(Box::default()));
+    }
     Normalized::single(vendor, row.name, identity, draft)
 }
 

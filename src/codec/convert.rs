@@ -288,6 +288,9 @@ pub fn call_from_pb(c: &pb::Call) -> Call {
             })
             .collect(),
         wrap_up_codes: c.wrap_up_codes.iter().map(wrap_up_code_from_pb).collect(),
+        transfer_requested: None,
+        first_received_at: None,
+        handed_on: false,
     }
 }
 

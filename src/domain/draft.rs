@@ -7,7 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::model::{CallOutcome, Detail, Direction, EventType, Media, Party, PartyRole, Recording, Vendor};
+use super::model::{
+    CallOutcome, Detail, Direction, EventType, Media, Party, PartyRole, QueueResult, Recording, Vendor, WrapUpCode,
+};
 
 /// The result of normalizing one vendor payload.
 #[derive(Clone, Debug, PartialEq)]
@@ -148,6 +150,15 @@ pub struct CallFacts {
     pub end_reason: Option<String>,
     /// Who hung up.
     pub hangup_initiator: Option<PartyRole>,
+    /// The queue's name (8x8 `tenantSkillName`).
+    pub queue_name: Option<String>,
+    /// How the call left its queue, for CALL_DEQUEUED (a timeout is not an
+    /// abandon).
+    pub queue_result: Option<QueueResult>,
+    /// Wrap-up codes chosen (on the call and on the event's agent party).
+    pub wrap_up_codes: Vec<WrapUpCode>,
+    /// The leg this one was transferred or consulted from (namespaced id).
+    pub previous_call_id: Option<String>,
 }
 
 /// One canonical event before it has a call state or a log position.
@@ -179,6 +190,12 @@ pub struct EventDraft {
     pub facts: CallFacts,
     /// Vendor ordering position.
     pub order: Option<VendorOrder>,
+    /// The party this event is about when it is one party's step (an 8x8
+    /// agent's post-process or deassignment, a Salesforce rep's `callended`,
+    /// a Xelion group member's miss). While another agent is still on the
+    /// call, the event changes only that party (DESIGN §3.6); otherwise it
+    /// is the call's step.
+    pub party_scope: Option<Party>,
 }
 
 impl EventDraft {
@@ -198,6 +215,7 @@ impl EventDraft {
             attributes: BTreeMap::new(),
             facts: CallFacts::default(),
             order: None,
+            party_scope: None,
         }
     }
 }

@@ -713,6 +713,19 @@ pub struct Call {
     /// Wrap-up codes chosen for the call, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wrap_up_codes: Vec<WrapUpCode>,
+    /// A transfer requested and not completed yet: the next participant who
+    /// joins completes it (bookkeeping, not on the wire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_requested: Option<Box<Transfer>>,
+    /// Server time of the call's first event (correlation of calls without
+    /// ids; not on the wire). `None` for calls stored by older builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_received_at: Option<DateTime<Utc>>,
+    /// The call was transferred away to another leg or destination (a
+    /// CALL_TRANSFERRED that names nobody who joined this leg): its end is
+    /// TRANSFERRED, not COMPLETED (bookkeeping, not on the wire).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handed_on: bool,
 }
 
 impl Call {
@@ -760,6 +773,9 @@ impl Call {
             queue_name: String::new(),
             queue_visits: Vec::new(),
             wrap_up_codes: Vec::new(),
+            transfer_requested: None,
+            first_received_at: Some(now),
+            handed_on: false,
         }
     }
 }

@@ -69,10 +69,15 @@ pub fn new_correlated_id(tenant: &str, c: &Correlation, batch: &IngestBatch) -> 
 /// 1. When the event knows the call's start time, the call with exactly that
 ///    start time is its call, even if it has ended (a late or repeated
 ///    `terminated`).
-/// 2. Otherwise the newest call that is still open, had news within the
-///    correlation window, does not know a different start time, and that the
-///    event does not move backwards (an `offered` for a call already in
-///    wrap-up is the next call).
+/// 2. Otherwise a call that is still open, had news within the correlation
+///    window, does not know a different start time, and that the event does
+///    not move backwards (an `offered` for a call already in wrap-up is the
+///    next call). When the event knows the call's start time (`completed`),
+///    the one whose start, or first receive time when it has none, is nearest
+///    that start time: with two open calls of one key (a transfer to a second
+///    agent, a withheld number, a shared trunk number), the newest is the
+///    wrong one for the older call's `completed`. Without a start time, the
+///    newest.
 /// 3. Anything else starts a new call.
 pub fn correlate<'a>(
     candidates: &'a [Call],
@@ -86,9 +91,17 @@ pub fn correlate<'a>(
     {
         return Some(call);
     }
-    candidates.iter().find(|call| {
+    let mut open = candidates.iter().filter(|call| {
         let compatible = c.started_at.is_none() || call.started_at.is_none();
         let forward = lifecycle::advance_target(event_type).is_none_or(|t| t.rank() >= call.state.rank());
         call.state != CallState::Ended && compatible && forward && within(call.updated_at, now, windows.correlation)
-    })
+    });
+    match c.started_at {
+        // Ties keep the newest (candidates come newest first).
+        Some(t) => open.min_by_key(|call| {
+            let reference = call.started_at.or(call.first_received_at).unwrap_or(call.updated_at);
+            (reference - t).num_milliseconds().unsigned_abs()
+        }),
+        None => open.next(),
+    }
 }

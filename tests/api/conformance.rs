@@ -225,6 +225,35 @@ async fn agent_panel_events_correlate_into_one_call(b: &Backend) {
     assert_eq!(recs[0].meta.call_id, recs[1].meta.call_id, "offered and accepted are one call");
 }
 
+/// Party states, wrap-ups and a transfer under way (bookkeeping the next event needs) survive each store's
+/// stored form of the call (JSON rows in sqlite, the key-value bucket in NATS).
+async fn a_transfer_keeps_each_partys_state(b: &Backend) {
+    let es = |event: &str, agent: &str, at: i64| {
+        let body = json!({"Interaction": {
+            "event": event, "interactionGUID": "int-conf-1", "interactionEventTS": at, "mediaType": "phone",
+            "msgInfo": {}, "agentId": agent, "direction": "in",
+            "attachedData": {"attachedDatum": [{"attachedDataKey": "phoneNum", "attachedDataValue": 5_515_557_212u64}]},
+        }});
+        batch("t", Vendor::EventStreaming8x8, &body.to_string(), None)
+    };
+    ingest(&b.store, es("InteractionAccepted", "grace", 1_744_819_230)).await;
+    ingest(&b.store, es("InteractionTransferRequest", "grace", 1_744_819_300)).await;
+    ingest(&b.store, es("InteractionPostProcess", "grace", 1_744_819_301)).await;
+    let (o, _) = ingest(&b.store, es("InteractionParticipantChange", "ian", 1_744_819_302)).await;
+    assert_eq!(o, IngestOutcome::Accepted);
+    let call = b.store.get_call(&tenant("t"), "8x8es:int-conf-1").await.unwrap().unwrap();
+    assert_eq!(call.state, switchboard::domain::CallState::Connected, "the customer talks to Ian");
+    assert!(call.ended_at.is_none() && call.transfer_requested.is_none(), "the transfer completed");
+    let state = |id: &str| call.parties.iter().find(|p| p.party_id == id).and_then(|p| p.state);
+    use switchboard::domain::PartyState as P;
+    assert_eq!(
+        (state("customer"), state("agent:grace"), state("agent:ian")),
+        (Some(P::Connected), Some(P::WrapUp), Some(P::Connected))
+    );
+    let recs = b.store.read(&tenant("t"), 0, 10).await.unwrap();
+    assert_eq!(recs.len(), 4);
+}
+
 async fn an_expired_cursor_is_refused(kind: Kind) {
     let opts = StoreOptions { retention_max_events: Some(5), ..StoreOptions::default() };
     let b = backend(kind, opts).await;
@@ -302,7 +331,7 @@ async fn idle_calls_expire_once(b: &Backend) {
 }
 
 async fn suite(kind: Kind) {
-    for check in 0..8 {
+    for check in 0..9 {
         let b = backend(kind, StoreOptions::default()).await;
         match check {
             0 => dedup(&b).await,
@@ -312,7 +341,8 @@ async fn suite(kind: Kind) {
             4 => the_hub_gets_records_in_log_order(&b).await,
             5 => concurrent_writers_of_one_call(&b).await,
             6 => idle_calls_expire_once(&b).await,
-            _ => agent_panel_events_correlate_into_one_call(&b).await,
+            7 => agent_panel_events_correlate_into_one_call(&b).await,
+            _ => a_transfer_keeps_each_partys_state(&b).await,
         }
         b.store.close().await.unwrap();
         if let Some(r) = &b.replica {

@@ -107,7 +107,9 @@ fn the_lifecycle_comes_from_the_event_name_and_never_from_call_state() {
         ("InteractionDeassigned", E::ParticipantLeft),
         ("InteractionDeAssigned", E::ParticipantLeft),
         ("InteractionTransferRequest", E::TransferRequested),
-        ("InteractionParticipantChange", E::CallTransferred),
+        // Changed by issue 11: a participant change is a join; the state machine reads it as the transfer
+        // completing only after a TransferRequest (8x8 sends it for conferences and supervisor joins too).
+        ("InteractionParticipantChange", E::ParticipantJoined),
         ("InteractionParticipantRemovedByHost", E::ParticipantLeft),
         ("InteractionJoinLinesRequest", E::CallUpdated),
         ("InteractionJoined", E::ConferenceStarted),
@@ -529,13 +531,22 @@ fn agent_status_change_is_an_agent_event_without_a_call() {
     let e = one(&n);
     assert_eq!((e.event_type, e.call.clone()), (E::AgentStatusChanged, None));
     assert_eq!(e.agent_id, "ag64oyEUb_Sk6bxVB9P5yaaa");
-    assert_eq!(e.detail, Some(Detail::AgentStatus { state: "5".into(), reason: "801=1722".into(), agent_state: None }));
+    assert_eq!(
+        e.detail,
+        Some(Detail::AgentStatus {
+            state: "5".into(),
+            reason: "801=1722".into(),
+            agent_state: Some(AgentState::Available)
+        }),
+        "newState 5 is the one documented code: AVAILABLE"
+    );
     assert_eq!(e.occurred_at.unwrap().timestamp(), 1_669_235_544);
 
     let sub = json!({"AgentStatusChange": {"agentId": "a", "newState": "2", "newSubState": "lunch", "newSubStateReason": "break"}});
     assert_eq!(
         one(&norm(sub).unwrap()).detail,
-        Some(Detail::AgentStatus { state: "2/lunch".into(), reason: "break".into(), agent_state: None })
+        Some(Detail::AgentStatus { state: "2/lunch".into(), reason: "break".into(), agent_state: None }),
+        "an undocumented code is UNSPECIFIED; the raw state says it"
     );
     let no_agent = json!({"AgentStatusChange": {"newState": 5}});
     assert_eq!(field_of(norm(no_agent).unwrap_err()), "AgentStatusChange.agentId");
@@ -566,4 +577,40 @@ fn detection_claims_frames_decoded_events_and_control_frames_but_no_other_vendor
     for v in &no {
         assert!(!EventStreaming.detect(v, None), "{v}");
     }
+}
+
+#[test]
+fn per_agent_events_are_scoped_to_the_agents_party_and_call_events_are_not() {
+    let agent = json!({"agentId": "agGrace", "agentPhone": 40375});
+    for name in ["InteractionPostProcess", "InteractionEndPostProcess", "InteractionDeassigned"] {
+        let n = norm(interaction(name, agent.clone())).unwrap();
+        assert_eq!(one(&n).party_scope.as_ref().map(|p| p.agent_id.as_str()), Some("agGrace"), "{name}");
+    }
+    // Removed by the host: `agentId` may be the host, so the event is nobody's step.
+    for name in ["InteractionAccepted", "InteractionDeleted", "LineHoldStatus", "InteractionParticipantRemovedByHost"] {
+        let mut fields = agent.clone();
+        fields["status"] = json!(true);
+        assert_eq!(one(&norm(interaction(name, fields)).unwrap()).party_scope, None, "{name}");
+    }
+    // Without an agent there is no party to scope to: the event is the call's.
+    assert_eq!(one(&norm(interaction("InteractionPostProcess", json!({}))).unwrap()).party_scope, None);
+}
+
+#[test]
+fn queue_name_wrap_up_codes_previous_leg_and_queue_timeout_are_read() {
+    let attached = json!({"attachedDatum": [
+        {"attachedDataKey": "tenantSkillName", "attachedDataValue": "Customer Service"},
+        {"attachedDataKey": "channelName", "attachedDataValue": "Support Queue"},
+        {"attachedDataKey": "tclSelectedItems", "attachedDataValue": "12|301, 12|305"},
+        {"attachedDataKey": "originalInteractionGuid", "attachedDataValue": "int-first"},
+    ]});
+    let n = norm(interaction("InteractionQueueTimeout", json!({"queueId": 1162, "attachedData": attached}))).unwrap();
+    let d = one(&n);
+    assert_eq!(d.facts.queue_name.as_deref(), Some("Customer Service"), "tenantSkillName before channelName");
+    let codes: Vec<_> = d.facts.wrap_up_codes.iter().map(|c| c.code.as_str()).collect();
+    assert_eq!(codes, vec!["12|301", "12|305"]);
+    assert_eq!(d.facts.previous_call_id.as_deref(), Some("8x8es:int-first"));
+    assert_eq!(d.facts.queue_result, Some(QueueResult::Timeout));
+    let unqueued = norm(interaction("InteractionUnqueued", json!({}))).unwrap();
+    assert_eq!(one(&unqueued).facts.queue_result, None, "why it left the queue is not said");
 }
