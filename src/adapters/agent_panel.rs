@@ -441,198 +441,247 @@ impl Adapter for AgentPanel {
 
     fn normalize(&self, payload: &Value, ctx: &NormalizeContext<'_>) -> Result<Normalized, AdapterError> {
         let vendor = Vendor::AgentPanel8x8;
-        let raw_type = match payload.get("eventType") {
-            Some(Value::String(t)) if !t.trim().is_empty() => t.trim().to_string(),
-            Some(_) => return Err(AdapterError::field("eventType", "must be a non-empty string")),
-            None => return Err(AdapterError::field("eventType", "required")),
-        };
-        let data = match payload.get("data") {
-            Some(d @ Value::Object(_)) => d,
-            Some(_) => return Err(AdapterError::field("data", "must be an object")),
-            None => return Err(AdapterError::field("data", "required")),
-        };
-        let failed = match payload.get("status") {
-            Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("success") => false,
-            Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("failed") => true,
-            Some(other) => {
-                return Err(AdapterError::field(
-                    "status",
-                    format!("unknown status {other}; expected \"success\" or \"failed\""),
-                ));
-            }
-            None => return Err(AdapterError::field("status", "required (\"success\" or \"failed\")")),
-        };
-        let kind = parse_event_type(&raw_type);
+        let env = envelope(payload)?;
+        let kind = parse_event_type(&env.raw_type);
         let row = kind.and_then(lookup);
-        let vendor_event_type = row.map_or(raw_type.clone(), |r| r.event_type.to_string());
+        let vendor_event_type = row.map_or(env.raw_type.clone(), |r| r.event_type.to_string());
         let identity = identity_of(payload);
-        if failed {
-            return Ok(Normalized::ignored(vendor, vendor_event_type, failure_reason(data), identity));
+        if env.failed {
+            return Ok(Normalized::ignored(vendor, vendor_event_type, failure_reason(env.data), identity));
         }
         let Some(row) = row else {
             let why = match kind {
                 Some(k) if k.media.voice().is_none() => "non-voice media".to_string(),
-                _ => format!("unknown 8x8 agent panel event type {raw_type:?}"),
+                _ => format!("unknown 8x8 agent panel event type {:?}", env.raw_type),
             };
             return Ok(Normalized::ignored(vendor, vendor_event_type, why, identity));
         };
         let (types, facts, when) = match row.action {
             Action::Emit(types, facts, when) => (types, facts, when),
             Action::Ignore(why) => {
-                return Ok(Normalized::ignored(
-                    vendor,
-                    vendor_event_type,
-                    format!("{why} ({})", row.media.slug()),
-                    identity,
-                ));
+                let why = format!("{why} ({})", row.media.slug());
+                return Ok(Normalized::ignored(vendor, vendor_event_type, why, identity));
             }
         };
         let Some((data_media, media)) = row.media.voice() else {
             return Ok(Normalized::ignored(vendor, vendor_event_type, "non-voice media", identity));
         };
-
-        let d: Data = from_value(data, "data")?;
-        let mut violations = Vec::new();
-        match &d.event_name {
-            None => violations.push(FieldViolation::new("data.eventName", "required")),
-            Some(n) if !n.trim().eq_ignore_ascii_case(row.step.name()) => violations.push(FieldViolation::new(
-                "data.eventName",
-                format!("is {n:?} but eventType {vendor_event_type:?} is a {:?} event", row.step.name()),
-            )),
-            Some(_) => {}
-        }
-        if d.event_id.is_none() {
-            violations.push(FieldViolation::new("data.eventId", "required"));
-        }
-        let dir = match &d.direction {
-            None => {
-                violations.push(FieldViolation::new("data.direction", "required (\"inbound\" or \"outbound\")"));
-                None
-            }
-            Some(raw) => {
-                let dir = direction(raw);
-                if dir.is_none() {
-                    violations.push(FieldViolation::new(
-                        "data.direction",
-                        format!("unknown direction {raw:?}; expected \"inbound\" or \"outbound\""),
-                    ));
-                }
-                dir
-            }
-        };
-        match &d.media {
-            None => violations.push(FieldViolation::new("data.media", format!("required ({data_media:?})"))),
-            Some(m) if !m.trim().eq_ignore_ascii_case(data_media) => violations.push(FieldViolation::new(
-                "data.media",
-                format!("is {m:?} but eventType {vendor_event_type:?} is a {data_media:?} event"),
-            )),
-            Some(_) => {}
-        }
-        if d.search_context.is_none() {
-            violations.push(FieldViolation::new("data.searchContext", "required (the customer's number)"));
-        }
-        let (Some(dir), Some(search), true) = (dir, d.search_context.as_deref(), violations.is_empty()) else {
-            return Err(AdapterError::Invalid(violations));
-        };
-
-        let mut customer = ctx.phone.party(search, PartyRole::Customer);
-        if let Some(name) = &d.calling_name {
-            customer.display_name = name.clone();
-        }
-        let number = if customer.e164.is_empty() { search.trim() } else { customer.e164.as_str() };
-        let mut key = format!("{}|{number}|{}", vendor.call_id_prefix(), dir.name().to_ascii_lowercase());
-        if media == Media::Voicemail {
-            key.push_str("|voicemail");
-        }
-        // The relay's logged-in agent: one caller on two agents' panels (a
-        // transfer, a shared trunk number) is two agents' calls.
+        let d: Data = from_value(env.data, "data")?;
+        let (dir, search) = validate(&d, row, &vendor_event_type, data_media)?;
         let agent = ctx.agent_id.filter(|a| !a.is_empty());
-        if let Some(a) = agent {
-            key.push_str("|agent:");
-            key.push_str(a);
-        }
-        let call = CallRef::Correlate(Correlation { key, started_at: d.start_time });
-
-        let mut base = EventDraft::new(types[0], Some(call));
-        base.direction = Some(dir);
-        base.media = Some(media);
-        base.parties.push(customer);
-        if let Some(a) = agent {
-            base.agent_id = a.to_string();
-            base.parties.push(Party { role: Some(PartyRole::Agent), agent_id: a.to_string(), ..Party::default() });
-        }
+        let mut base = base_draft(&d, ctx, Target { dir, search, media, agent, first: types[0] });
         base.attributes.insert("product".into(), row.product.name().into());
-        if let Some(m) = &d.method {
-            base.attributes.insert("method".into(), m.clone());
+        if !env.raw_type.eq_ignore_ascii_case(row.event_type) {
+            base.attributes.insert("eventType".into(), env.raw_type.clone());
         }
-        if let Some(v) = &d.schema_version {
-            base.attributes.insert("schemaVersion".into(), v.clone());
-        }
-        if !raw_type.eq_ignore_ascii_case(row.event_type) {
-            base.attributes.insert("eventType".into(), raw_type.clone());
-        }
-        base.facts.started_at = d.start_time;
-        if facts == Facts::Call {
-            let extra = d.additional_data.unwrap_or_default();
-            base.facts = CallFacts {
-                started_at: d.start_time,
-                ended_at: d.end_time,
-                duration: d.call_duration,
-                recording: recording(d.call_recording.as_deref(), d.has_recording),
-                disposition: extra.disposition_code,
-                notes: extra.notes.into_iter().collect(),
-                ..CallFacts::default()
-            };
-            if let Some(has) = d.has_recording {
-                base.attributes.insert("hasRecording".into(), has.to_string());
-            }
-            if let Some(value) = d.call_recording
-                && base.facts.recording.as_ref().is_none_or(|r| r.url != value)
-            {
-                // Not a URL: keep what the panel said without inventing a recording.
-                base.attributes.insert("callRecording".into(), value);
-            }
-            // The agent's wrap-up (TCL) code: on the call and the agent's party.
-            if extra.last_tcl_code_short.is_some() || extra.last_tcl_code_desc.is_some() {
-                base.facts.wrap_up_codes = vec![WrapUpCode {
-                    code: extra.last_tcl_code_short.clone().unwrap_or_default(),
-                    label: extra.last_tcl_code_desc.clone().unwrap_or_default(),
-                }];
-            }
-            if let Some(s) = extra.last_tcl_code_short {
-                base.attributes.insert("lastTclCodeShort".into(), s);
-            }
-            if let Some(s) = extra.last_tcl_code_desc {
-                base.attributes.insert("lastTclCodeDesc".into(), s);
-            }
-        }
-        // A recording URL is a RECORDING_READY event of its own, after the
-        // lifecycle step (the state machine drops it once the call already
-        // has that recording ready: only its first appearance is news).
-        let ready = match &base.facts.recording {
-            Some(r) if r.state == Some(RecordingState::Ready) && !r.url.is_empty() => base.facts.recording.take(),
-            _ => None,
-        };
         base.occurred_at = match when {
             When::Received => None,
             When::EndTime => d.end_time,
         };
-        let mut events: Vec<EventDraft> = types
-            .iter()
-            .map(|t| {
-                let mut e = base.clone();
-                e.event_type = *t;
-                e
-            })
-            .collect();
-        if let Some(r) = ready {
-            let mut e = base.clone();
-            e.event_type = EventType::RecordingReady;
-            e.detail = Some(Detail::Recording(r));
-            events.push(e);
+        if facts == Facts::Call {
+            call_facts(&mut base, d);
         }
+        let events = drafts(base, types);
         Ok(Normalized { vendor, vendor_event_type, identity, aliases: Vec::new(), events, ignored: None })
     }
+}
+
+/// The envelope every panel event comes in: `{eventType, status, data}`.
+struct Envelope<'a> {
+    raw_type: String,
+    data: &'a Value,
+    /// `status: "failed"`: the panel's own validation failed; nothing
+    /// happened to a call.
+    failed: bool,
+}
+
+fn envelope(payload: &Value) -> Result<Envelope<'_>, AdapterError> {
+    let raw_type = match payload.get("eventType") {
+        Some(Value::String(t)) if !t.trim().is_empty() => t.trim().to_string(),
+        Some(_) => return Err(AdapterError::field("eventType", "must be a non-empty string")),
+        None => return Err(AdapterError::field("eventType", "required")),
+    };
+    let data = match payload.get("data") {
+        Some(d @ Value::Object(_)) => d,
+        Some(_) => return Err(AdapterError::field("data", "must be an object")),
+        None => return Err(AdapterError::field("data", "required")),
+    };
+    let failed = match payload.get("status") {
+        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("success") => false,
+        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("failed") => true,
+        Some(other) => {
+            return Err(AdapterError::field(
+                "status",
+                format!("unknown status {other}; expected \"success\" or \"failed\""),
+            ));
+        }
+        None => return Err(AdapterError::field("status", "required (\"success\" or \"failed\")")),
+    };
+    Ok(Envelope { raw_type, data, failed })
+}
+
+/// Checks the fields every voice event needs, naming each one that is
+/// missing or contradicts the event type; returns the direction and the
+/// customer's number (or search text).
+fn validate<'d>(
+    d: &'d Data,
+    row: &Row,
+    vendor_event_type: &str,
+    data_media: &str,
+) -> Result<(Direction, &'d str), AdapterError> {
+    let mut violations = Vec::new();
+    match &d.event_name {
+        None => violations.push(FieldViolation::new("data.eventName", "required")),
+        Some(n) if !n.trim().eq_ignore_ascii_case(row.step.name()) => violations.push(FieldViolation::new(
+            "data.eventName",
+            format!("is {n:?} but eventType {vendor_event_type:?} is a {:?} event", row.step.name()),
+        )),
+        Some(_) => {}
+    }
+    if d.event_id.is_none() {
+        violations.push(FieldViolation::new("data.eventId", "required"));
+    }
+    let dir = match &d.direction {
+        None => {
+            violations.push(FieldViolation::new("data.direction", "required (\"inbound\" or \"outbound\")"));
+            None
+        }
+        Some(raw) => {
+            let dir = direction(raw);
+            if dir.is_none() {
+                violations.push(FieldViolation::new(
+                    "data.direction",
+                    format!("unknown direction {raw:?}; expected \"inbound\" or \"outbound\""),
+                ));
+            }
+            dir
+        }
+    };
+    match &d.media {
+        None => violations.push(FieldViolation::new("data.media", format!("required ({data_media:?})"))),
+        Some(m) if !m.trim().eq_ignore_ascii_case(data_media) => violations.push(FieldViolation::new(
+            "data.media",
+            format!("is {m:?} but eventType {vendor_event_type:?} is a {data_media:?} event"),
+        )),
+        Some(_) => {}
+    }
+    if d.search_context.is_none() {
+        violations.push(FieldViolation::new("data.searchContext", "required (the customer's number)"));
+    }
+    match (dir, d.search_context.as_deref(), violations.is_empty()) {
+        (Some(dir), Some(search), true) => Ok((dir, search)),
+        _ => Err(AdapterError::Invalid(violations)),
+    }
+}
+
+/// Whose call an event is: what the correlation key is built from.
+struct Target<'a> {
+    dir: Direction,
+    search: &'a str,
+    media: Media,
+    /// The relay's logged-in agent.
+    agent: Option<&'a str>,
+    /// The first event type of the row.
+    first: EventType,
+}
+
+/// The draft every event of the payload starts from: the correlated call,
+/// the customer (and the relay's agent), and the panel's extras.
+fn base_draft(d: &Data, ctx: &NormalizeContext<'_>, t: Target<'_>) -> EventDraft {
+    let mut customer = ctx.phone.party(t.search, PartyRole::Customer);
+    if let Some(name) = &d.calling_name {
+        customer.display_name = name.clone();
+    }
+    let number = if customer.e164.is_empty() { t.search.trim() } else { customer.e164.as_str() };
+    let vendor = Vendor::AgentPanel8x8;
+    let mut key = format!("{}|{number}|{}", vendor.call_id_prefix(), t.dir.name().to_ascii_lowercase());
+    if t.media == Media::Voicemail {
+        key.push_str("|voicemail");
+    }
+    // The relay's logged-in agent: one caller on two agents' panels (a
+    // transfer, a shared trunk number) is two agents' calls.
+    if let Some(a) = t.agent {
+        key.push_str("|agent:");
+        key.push_str(a);
+    }
+    let call = CallRef::Correlate(Correlation { key, started_at: d.start_time });
+    let mut base = EventDraft::new(t.first, Some(call));
+    base.direction = Some(t.dir);
+    base.media = Some(t.media);
+    base.parties.push(customer);
+    if let Some(a) = t.agent {
+        base.agent_id = a.to_string();
+        base.parties.push(Party { role: Some(PartyRole::Agent), agent_id: a.to_string(), ..Party::default() });
+    }
+    if let Some(m) = &d.method {
+        base.attributes.insert("method".into(), m.clone());
+    }
+    if let Some(v) = &d.schema_version {
+        base.attributes.insert("schemaVersion".into(), v.clone());
+    }
+    base.facts.started_at = d.start_time;
+    base
+}
+
+/// The call-level facts of `completed`/`terminated`: times, duration,
+/// recording, disposition, notes and the agent's wrap-up (TCL) code.
+fn call_facts(base: &mut EventDraft, d: Data) {
+    let extra = d.additional_data.unwrap_or_default();
+    base.facts = CallFacts {
+        started_at: d.start_time,
+        ended_at: d.end_time,
+        duration: d.call_duration,
+        recording: recording(d.call_recording.as_deref(), d.has_recording),
+        disposition: extra.disposition_code,
+        notes: extra.notes.into_iter().collect(),
+        ..CallFacts::default()
+    };
+    if let Some(has) = d.has_recording {
+        base.attributes.insert("hasRecording".into(), has.to_string());
+    }
+    if let Some(value) = d.call_recording
+        && base.facts.recording.as_ref().is_none_or(|r| r.url != value)
+    {
+        // Not a URL: keep what the panel said without inventing a recording.
+        base.attributes.insert("callRecording".into(), value);
+    }
+    // The agent's wrap-up (TCL) code: on the call and the agent's party.
+    if extra.last_tcl_code_short.is_some() || extra.last_tcl_code_desc.is_some() {
+        base.facts.wrap_up_codes = vec![WrapUpCode {
+            code: extra.last_tcl_code_short.clone().unwrap_or_default(),
+            label: extra.last_tcl_code_desc.clone().unwrap_or_default(),
+        }];
+    }
+    if let Some(s) = extra.last_tcl_code_short {
+        base.attributes.insert("lastTclCodeShort".into(), s);
+    }
+    if let Some(s) = extra.last_tcl_code_desc {
+        base.attributes.insert("lastTclCodeDesc".into(), s);
+    }
+}
+
+/// One draft per event type of the row, then a `RECORDING_READY` when the
+/// payload names a recording URL (the state machine drops it once the call
+/// already has that recording ready: only its first appearance is news).
+fn drafts(mut base: EventDraft, types: &[EventType]) -> Vec<EventDraft> {
+    let ready = match &base.facts.recording {
+        Some(r) if r.state == Some(RecordingState::Ready) && !r.url.is_empty() => base.facts.recording.take(),
+        _ => None,
+    };
+    let mut events: Vec<EventDraft> = types
+        .iter()
+        .map(|t| {
+            let mut e = base.clone();
+            e.event_type = *t;
+            e
+        })
+        .collect();
+    if let Some(r) = ready {
+        base.event_type = EventType::RecordingReady;
+        base.detail = Some(Detail::Recording(r));
+        events.push(base);
+    }
+    events
 }
 
 #[cfg(test)]

@@ -571,6 +571,15 @@ fn interaction(
     d.facts.disposition = f.disposition_code.clone();
     d.facts.notes = f.agent_notes.iter().cloned().collect();
 
+    extra_detail(&mut d, extra, f, agent);
+    Ok(d)
+}
+
+/// What the row's [`Extra`] adds to an interaction draft: the detail of a
+/// join, departure, recording, end, transfer or conference, a rejection's
+/// reason, a queue timeout's result.
+fn extra_detail(d: &mut EventDraft, extra: Extra, f: &InteractionFields, agent: Option<Party>) {
+    let event_type = d.event_type;
     match extra {
         Extra::AgentLeft => d.detail = agent.map(Detail::Participant),
         Extra::Recording => {
@@ -614,7 +623,6 @@ fn interaction(
         Extra::QueueTimeout => d.facts.queue_result = Some(QueueResult::Timeout),
         Extra::None | Extra::AgentStatus => {}
     }
-    Ok(d)
 }
 
 /// `direction` ▸ attachedData `queueDirection` ▸ `isOutboundCall: true`.

@@ -215,16 +215,7 @@ impl Adapter for Salesforce {
     }
 
     fn normalize(&self, payload: &Value, ctx: &NormalizeContext<'_>) -> Result<Normalized, AdapterError> {
-        let event_type = match payload.get("type") {
-            Some(Value::String(t)) if !t.is_empty() => t.clone(),
-            Some(_) => return Err(AdapterError::field("type", "must be a non-empty string")),
-            None => return Err(AdapterError::field("type", "required")),
-        };
-        let detail = match payload.get("detail") {
-            Some(d @ Value::Object(_)) => d,
-            Some(_) => return Err(AdapterError::field("detail", "must be an object")),
-            None => return Err(AdapterError::field("detail", "required")),
-        };
+        let (event_type, detail) = envelope(payload)?;
         let vendor = Vendor::SalesforceVoice;
         let Some(row) = row(&event_type) else {
             let why = format!("unknown Salesforce event type {event_type:?}");
@@ -256,62 +247,7 @@ impl Adapter for Salesforce {
         if let Some(ct) = &d.call_type {
             base.attributes.insert("callType".into(), ct.clone());
         }
-        let sent = d.client_sent_timestamp.or(d.server_received_timestamp);
-        let text = d.content.as_ref().and_then(|c| c.text.clone()).unwrap_or_default();
-        let sender_role = d.sender.as_ref().and_then(|s| s.role.as_deref()).and_then(role);
-        let sender_name = d.sender.as_ref().and_then(|s| s.display_name.clone().or(s.role.clone())).unwrap_or_default();
-
-        let mut events = Vec::new();
-        match row.fields {
-            Fields::Call => {
-                if let Some(ct) = &d.call_type {
-                    base.direction = direction(ct).map_err(|()| {
-                        AdapterError::field(
-                            "detail.callType",
-                            format!("unknown call type {ct:?}; expected \"inbound\" or \"outbound\""),
-                        )
-                    })?;
-                }
-                if let Some(p) = &d.participant {
-                    base.parties.push(ctx.phone.party(p, PartyRole::Customer));
-                }
-                events.push(base);
-            }
-            Fields::CallId => events.push(base),
-            Fields::Customer => {
-                if let Some(p) = &d.participant {
-                    base.parties.push(ctx.phone.party(p, PartyRole::Customer));
-                }
-                events.push(base);
-            }
-            Fields::Participant => {
-                let p =
-                    d.participant.as_deref().ok_or_else(|| AdapterError::field("detail.participant", "required"))?;
-                base.detail = Some(Detail::Participant(ctx.phone.party(p, PartyRole::ThirdParty)));
-                events.push(base);
-            }
-            Fields::Transcript => {
-                base.occurred_at = sent;
-                base.detail = Some(Detail::Transcript {
-                    utterance_id: d.id.clone().unwrap_or_default(),
-                    text,
-                    sender_role,
-                    sent_at: d.client_sent_timestamp,
-                });
-                events.push(base);
-            }
-            Fields::Flag => {
-                base.occurred_at = sent;
-                base.detail = Some(Detail::Flag { text, raised_by: sender_name });
-                events.push(base);
-            }
-            Fields::Note => {
-                base.occurred_at = sent;
-                base.detail = Some(Detail::Note { text, author: sender_name });
-                events.push(base);
-            }
-            Fields::AudioStats => events.extend(audio_stats(detail, &base)?),
-        }
+        let mut events = drafts(row.fields, base, &d, detail, ctx)?;
         if let Some(rep) = rep {
             for e in &mut events {
                 e.agent_id = rep.agent_id.clone();
@@ -325,6 +261,78 @@ impl Adapter for Salesforce {
         }
         Ok(Normalized { vendor, vendor_event_type: event_type, identity, aliases: Vec::new(), events, ignored: None })
     }
+}
+
+/// The toolkit's `{type, detail}` envelope.
+fn envelope(payload: &Value) -> Result<(String, &Value), AdapterError> {
+    let event_type = match payload.get("type") {
+        Some(Value::String(t)) if !t.is_empty() => t.clone(),
+        Some(_) => return Err(AdapterError::field("type", "must be a non-empty string")),
+        None => return Err(AdapterError::field("type", "required")),
+    };
+    let detail = match payload.get("detail") {
+        Some(d @ Value::Object(_)) => d,
+        Some(_) => return Err(AdapterError::field("detail", "must be an object")),
+        None => return Err(AdapterError::field("detail", "required")),
+    };
+    Ok((event_type, detail))
+}
+
+/// The drafts of one event, by what its row reads from `detail`.
+fn drafts(
+    fields: Fields,
+    mut base: EventDraft,
+    d: &DetailFields,
+    detail: &Value,
+    ctx: &NormalizeContext<'_>,
+) -> Result<Vec<EventDraft>, AdapterError> {
+    let sent = d.client_sent_timestamp.or(d.server_received_timestamp);
+    let text = || d.content.as_ref().and_then(|c| c.text.clone()).unwrap_or_default();
+    let sender_name = || d.sender.as_ref().and_then(|s| s.display_name.clone().or(s.role.clone())).unwrap_or_default();
+    match fields {
+        Fields::Call => {
+            if let Some(ct) = &d.call_type {
+                base.direction = direction(ct).map_err(|()| {
+                    AdapterError::field(
+                        "detail.callType",
+                        format!("unknown call type {ct:?}; expected \"inbound\" or \"outbound\""),
+                    )
+                })?;
+            }
+            if let Some(p) = &d.participant {
+                base.parties.push(ctx.phone.party(p, PartyRole::Customer));
+            }
+        }
+        Fields::CallId => {}
+        Fields::Customer => {
+            if let Some(p) = &d.participant {
+                base.parties.push(ctx.phone.party(p, PartyRole::Customer));
+            }
+        }
+        Fields::Participant => {
+            let p = d.participant.as_deref().ok_or_else(|| AdapterError::field("detail.participant", "required"))?;
+            base.detail = Some(Detail::Participant(ctx.phone.party(p, PartyRole::ThirdParty)));
+        }
+        Fields::Transcript => {
+            base.occurred_at = sent;
+            base.detail = Some(Detail::Transcript {
+                utterance_id: d.id.clone().unwrap_or_default(),
+                text: text(),
+                sender_role: d.sender.as_ref().and_then(|s| s.role.as_deref()).and_then(role),
+                sent_at: d.client_sent_timestamp,
+            });
+        }
+        Fields::Flag => {
+            base.occurred_at = sent;
+            base.detail = Some(Detail::Flag { text: text(), raised_by: sender_name() });
+        }
+        Fields::Note => {
+            base.occurred_at = sent;
+            base.detail = Some(Detail::Note { text: text(), author: sender_name() });
+        }
+        Fields::AudioStats => return audio_stats(detail, &base),
+    }
+    Ok(vec![base])
 }
 
 /// `audiostats`: the documentation lists `stats` ("inputChannelStats" or
