@@ -142,7 +142,7 @@ pub struct CallFacts {
     pub recording: Option<Recording>,
     /// Disposition code.
     pub disposition: Option<String>,
-    /// Notes.
+    /// Agent notes the event carries.
     pub notes: Vec<String>,
     /// Outcome the vendor states.
     pub outcome: Option<CallOutcome>,
@@ -180,7 +180,7 @@ pub struct EventDraft {
     pub agent_id: String,
     /// Queue concerned.
     pub queue_id: String,
-    /// Media.
+    /// Voice or voicemail, when the vendor says.
     pub media: Option<Media>,
     /// Event details.
     pub detail: Option<Detail>,

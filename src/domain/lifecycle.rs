@@ -97,7 +97,7 @@ fn truncated(s: &str, max_chars: usize) -> String {
 /// Who and when, for one application of a draft.
 #[derive(Clone, Debug)]
 pub struct ApplyContext<'a> {
-    /// Owner.
+    /// The tenant: every call is scoped to it.
     pub tenant_id: &'a str,
     /// Vendor of the payload.
     pub vendor: Vendor,

@@ -126,9 +126,9 @@ proto_enum! {
 proto_enum! {
     /// Recording state of a call.
     RecordingState {
-        /// Recording.
+        /// Recording now.
         Active = 1 => "ACTIVE",
-        /// Paused.
+        /// Paused, e.g. while a card number is read out.
         Paused = 2 => "PAUSED",
         /// Finished and available.
         Ready = 3 => "READY",
@@ -146,7 +146,7 @@ proto_enum! {
         Queued = 2 => "QUEUED",
         /// Offered to an agent or ringing.
         Ringing = 3 => "RINGING",
-        /// Talking.
+        /// Answered: the customer is talking to someone.
         Connected = 4 => "CONNECTED",
         /// On hold.
         OnHold = 5 => "ON_HOLD",
@@ -186,9 +186,9 @@ proto_enum! {
         Missed = 2 => "MISSED",
         /// The caller gave up before an answer.
         Abandoned = 3 => "ABANDONED",
-        /// Rejected.
+        /// Refused by the callee or the system.
         Rejected = 4 => "REJECTED",
-        /// Busy.
+        /// The callee was busy.
         Busy = 5 => "BUSY",
         /// No answer (outbound).
         NoAnswer = 6 => "NO_ANSWER",
@@ -293,10 +293,10 @@ pub struct WrapUpCode {
 /// One agent's after-call work.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WrapUp {
-    /// Start.
+    /// When the agent began the wrap-up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
-    /// End.
+    /// When the agent finished it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
     /// Codes chosen.
@@ -347,7 +347,7 @@ pub struct Transfer {
 proto_enum! {
     /// What happened to a call.
     EventType {
-        /// Started.
+        /// The call exists (dialled or arrived).
         CallStarted = 1 => "CALL_STARTED",
         /// Entered a queue.
         CallQueued = 2 => "CALL_QUEUED",
@@ -357,15 +357,15 @@ proto_enum! {
         CallOffered = 4 => "CALL_OFFERED",
         /// The offer was rejected or timed out.
         OfferRejected = 5 => "OFFER_REJECTED",
-        /// Answered.
+        /// Answered: someone talks to the customer.
         CallConnected = 6 => "CALL_CONNECTED",
         /// Put on hold.
         CallHeld = 7 => "CALL_HELD",
         /// Taken off hold.
         CallResumed = 8 => "CALL_RESUMED",
-        /// Muted.
+        /// Someone muted their microphone.
         CallMuted = 9 => "CALL_MUTED",
-        /// Unmuted.
+        /// Someone unmuted it again.
         CallUnmuted = 10 => "CALL_UNMUTED",
         /// A participant joined.
         ParticipantJoined = 11 => "PARTICIPANT_JOINED",
@@ -373,7 +373,7 @@ proto_enum! {
         ParticipantLeft = 12 => "PARTICIPANT_LEFT",
         /// A transfer was requested.
         TransferRequested = 13 => "TRANSFER_REQUESTED",
-        /// Transferred.
+        /// The call was handed to another agent or number.
         CallTransferred = 14 => "CALL_TRANSFERRED",
         /// A conference started.
         ConferenceStarted = 15 => "CONFERENCE_STARTED",
@@ -391,9 +391,9 @@ proto_enum! {
         WrapUpStarted = 21 => "WRAP_UP_STARTED",
         /// After-call work finished.
         WrapUpEnded = 22 => "WRAP_UP_ENDED",
-        /// Ended.
+        /// The call is over (terminal state).
         CallEnded = 23 => "CALL_ENDED",
-        /// Missed.
+        /// Nobody answered (terminal state).
         CallMissed = 24 => "CALL_MISSED",
         /// A transcript utterance.
         Transcript = 25 => "TRANSCRIPT",
@@ -535,7 +535,7 @@ pub struct AudioStats {
 pub enum Detail {
     /// CALL_ENDED / CALL_MISSED.
     Ended(Ended),
-    /// TRANSCRIPT.
+    /// TRANSCRIPT: one utterance.
     Transcript {
         /// Vendor utterance id.
         utterance_id: String,
@@ -589,7 +589,7 @@ pub struct CallEvent {
     pub sequence: u64,
     /// Position within the call (0 for agent events).
     pub call_sequence: u64,
-    /// Owner.
+    /// The tenant: calls and events never cross it.
     pub tenant_id: String,
     /// Call id; empty for agent events.
     pub call_id: String,
@@ -601,7 +601,7 @@ pub struct CallEvent {
     pub occurred_at: DateTime<Utc>,
     /// Server receive time.
     pub received_at: DateTime<Utc>,
-    /// Provenance.
+    /// The vendor that reported it.
     pub vendor: Vendor,
     /// The vendor's event name.
     pub vendor_event_type: String,
@@ -615,7 +615,7 @@ pub struct CallEvent {
     pub agent_id: String,
     /// Queue concerned.
     pub queue_id: String,
-    /// Media.
+    /// Voice or voicemail, when the vendor says.
     pub media: Option<Media>,
     /// Event-specific details.
     pub detail: Option<Detail>,
@@ -630,9 +630,9 @@ pub struct Call {
     pub call_id: String,
     /// Conversation id (the call id when the vendor gives no linkage).
     pub conversation_id: String,
-    /// Owner.
+    /// The tenant: calls and events never cross it.
     pub tenant_id: String,
-    /// Vendor.
+    /// The vendor whose events built it.
     pub vendor: Vendor,
     /// Direction when known.
     pub direction: Option<Direction>,
@@ -660,7 +660,7 @@ pub struct Call {
     pub on_hold: bool,
     /// Muted now.
     pub muted: bool,
-    /// Recording.
+    /// The latest recording state and its URL.
     pub recording: Option<Recording>,
     /// Number of holds.
     pub hold_count: u32,
@@ -672,7 +672,7 @@ pub struct Call {
     pub talk_duration: Option<Duration>,
     /// Vendor duration.
     pub duration: Option<Duration>,
-    /// Notes.
+    /// Agent notes, in order.
     pub notes: Vec<String>,
     /// Transcript utterances seen.
     pub transcript_count: u32,
@@ -690,7 +690,7 @@ pub struct Call {
     pub end_reason: String,
     /// Who hung up.
     pub hangup_initiator: Option<PartyRole>,
-    /// Media.
+    /// Voice or voicemail, when the vendor says.
     pub media: Option<Media>,
     /// Merged vendor extras.
     pub attributes: BTreeMap<String, String>,
