@@ -75,7 +75,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::lenient::{opt_bool, opt_duration, opt_epoch_millis, opt_text};
-use super::{Adapter, AdapterError, FieldViolation, NormalizeContext, from_value};
+use super::{Adapter, AdapterError, FieldViolation, NormalizeContext, from_value, required_object, required_text};
 use crate::domain::identity::canonical_json_hash;
 use crate::domain::{
     CallFacts, CallRef, Correlation, Detail, Direction, EventDraft, EventType, Identity, Media, Normalized, Party,
@@ -496,16 +496,8 @@ struct Envelope<'a> {
 }
 
 fn envelope(payload: &Value) -> Result<Envelope<'_>, AdapterError> {
-    let raw_type = match payload.get("eventType") {
-        Some(Value::String(t)) if !t.trim().is_empty() => t.trim().to_string(),
-        Some(_) => return Err(AdapterError::field("eventType", "must be a non-empty string")),
-        None => return Err(AdapterError::field("eventType", "required")),
-    };
-    let data = match payload.get("data") {
-        Some(d @ Value::Object(_)) => d,
-        Some(_) => return Err(AdapterError::field("data", "must be an object")),
-        None => return Err(AdapterError::field("data", "required")),
-    };
+    let raw_type = required_text(payload, "eventType", true)?.to_string();
+    let data = required_object(payload, "data")?;
     let failed = match payload.get("status") {
         Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("success") => false,
         Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("failed") => true,

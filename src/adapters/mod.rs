@@ -263,6 +263,27 @@ fn check_id_lengths(n: &Normalized) -> Result<(), AdapterError> {
     if violations.is_empty() { Ok(()) } else { Err(AdapterError::Invalid(violations)) }
 }
 
+/// An envelope's required type field: a string that is not empty (`trim`:
+/// not blank either, and trimmed), or an error naming the field.
+pub fn required_text<'a>(payload: &'a Value, field: &str, trim: bool) -> Result<&'a str, AdapterError> {
+    match payload.get(field) {
+        Some(Value::String(t)) if !(if trim { t.trim() } else { t.as_str() }).is_empty() => {
+            Ok(if trim { t.trim() } else { t.as_str() })
+        }
+        Some(_) => Err(AdapterError::field(field, "must be a non-empty string")),
+        None => Err(AdapterError::field(field, "required")),
+    }
+}
+
+/// An envelope's required body: an object, or an error naming the field.
+pub fn required_object<'a>(payload: &'a Value, field: &str) -> Result<&'a Value, AdapterError> {
+    match payload.get(field) {
+        Some(d @ Value::Object(_)) => Ok(d),
+        Some(_) => Err(AdapterError::field(field, "must be an object")),
+        None => Err(AdapterError::field(field, "required")),
+    }
+}
+
 /// Deserializes a typed vendor struct from a JSON value, reporting the JSON
 /// path of the first bad field. `prefix` is the path of `value` itself.
 pub fn from_value<'de, T: serde::Deserialize<'de>>(value: &'de Value, prefix: &str) -> Result<T, AdapterError> {

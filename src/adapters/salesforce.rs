@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::lenient::{opt_epoch_millis, opt_text, opt_u64};
-use super::{Adapter, AdapterError, NormalizeContext, from_value};
+use super::{Adapter, AdapterError, NormalizeContext, from_value, required_object, required_text};
 use crate::domain::identity::canonical_json_hash;
 use crate::domain::{
     AudioStats, CallRef, Detail, Direction, EventDraft, EventType, Identity, Normalized, Party, PartyRole, Vendor,
@@ -265,17 +265,7 @@ impl Adapter for Salesforce {
 
 /// The toolkit's `{type, detail}` envelope.
 fn envelope(payload: &Value) -> Result<(String, &Value), AdapterError> {
-    let event_type = match payload.get("type") {
-        Some(Value::String(t)) if !t.is_empty() => t.clone(),
-        Some(_) => return Err(AdapterError::field("type", "must be a non-empty string")),
-        None => return Err(AdapterError::field("type", "required")),
-    };
-    let detail = match payload.get("detail") {
-        Some(d @ Value::Object(_)) => d,
-        Some(_) => return Err(AdapterError::field("detail", "must be an object")),
-        None => return Err(AdapterError::field("detail", "required")),
-    };
-    Ok((event_type, detail))
+    Ok((required_text(payload, "type", false)?.to_string(), required_object(payload, "detail")?))
 }
 
 /// The drafts of one event, by what its row reads from `detail`.
