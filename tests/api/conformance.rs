@@ -223,6 +223,25 @@ async fn agent_panel_events_correlate_into_one_call(b: &Backend) {
     let recs = b.store.read(&tenant("t"), o[0] - 1, 10).await.unwrap();
     assert_eq!(recs.iter().map(|r| r.sequence).collect::<Vec<_>>(), vec![o[0], a[0]]);
     assert_eq!(recs[0].meta.call_id, recs[1].meta.call_id, "offered and accepted are one call");
+
+    // The same caller offered on two agents' panels at once (each relay
+    // names its agent): two calls, each agent's accept on her own.
+    let relay = |payload: &str, agent: &str| {
+        let payload = payload.replace("\"eventId\": \"", &format!("\"eventId\": \"{agent}-"));
+        let normalized =
+            normalizer().normalize_for(Some(Vendor::AgentPanel8x8), payload.as_bytes(), None, Some(agent)).unwrap();
+        IngestBatch { normalized, ..batch("t2", Vendor::AgentPanel8x8, &payload, None) }
+    };
+    let mut call_of = std::collections::BTreeMap::new();
+    for (payload, agent) in [(&offered, "ann"), (&offered, "bob"), (&accepted, "bob"), (&accepted, "ann")] {
+        let (o, seqs) = ingest(&b.store, relay(payload, agent)).await;
+        assert_eq!(o, IngestOutcome::Accepted, "{agent}");
+        let rec = b.store.read(&tenant("t2"), seqs[0] - 1, 1).await.unwrap();
+        call_of.entry(agent).or_insert_with(Vec::new).push(rec[0].meta.call_id.clone());
+    }
+    assert_eq!(call_of["ann"][0], call_of["ann"][1], "ann's accept is on ann's call");
+    assert_eq!(call_of["bob"][0], call_of["bob"][1], "bob's accept is on bob's call");
+    assert_ne!(call_of["ann"][0], call_of["bob"][0], "two agents' panels are two calls");
 }
 
 /// Party states, wrap-ups and a transfer under way (bookkeeping the next event needs) survive each store's
