@@ -25,9 +25,16 @@ const PROTOS: &[&str] = &[
 /// lists them only when they are served.
 const BENCH_PROTO: &str = "switchboard/bench/v1/bench_service.proto";
 
+/// The `google.rpc` error details our errors carry, vendored
+/// (`proto-vendor/README.md`): compiled into the set reflection serves, so
+/// that grpcurl and friends decode `BadRequest`, `ErrorInfo` and `RetryInfo`;
+/// no code is generated from them (tonic-types has their types).
+const GOOGLE_RPC_PROTOS: &[&str] = &["google/rpc/error_details.proto", "google/rpc/status.proto"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=proto-vendor");
     let with_bench = env::var_os("CARGO_FEATURE_BENCH").is_some();
 
     let mut files: Vec<String> = PROTOS.iter().map(|p| p.to_string()).collect();
@@ -37,7 +44,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(&files, ["proto"])?;
     let (bench, main): (Vec<_>, Vec<_>) = fds.file.iter().cloned().partition(|f| f.name() == BENCH_PROTO);
     let set = |file| prost_types::FileDescriptorSet { file }.encode_to_vec();
-    fs::write(out_dir.join("switchboard_descriptor.bin"), set(main))?;
+    let mut served = main;
+    for f in protox::compile(GOOGLE_RPC_PROTOS, ["proto-vendor"])?.file {
+        if !served.iter().any(|s| s.name() == f.name()) {
+            served.push(f);
+        }
+    }
+    fs::write(out_dir.join("switchboard_descriptor.bin"), set(served))?;
     if with_bench {
         fs::write(out_dir.join("switchboard_bench_descriptor.bin"), set(bench))?;
     }

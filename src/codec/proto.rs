@@ -21,7 +21,8 @@ pub mod bench {
     }
 }
 
-/// The encoded `FileDescriptorSet` of every proto, for server reflection.
+/// The encoded `FileDescriptorSet` of every proto, for server reflection,
+/// with the `google.rpc` error details our errors carry.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/switchboard_descriptor.bin"));
 
 /// The encoded `FileDescriptorSet` of `switchboard.bench.v1` (reflection

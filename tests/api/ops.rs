@@ -103,6 +103,25 @@ async fn reflection_v1_lists_the_services_and_serves_every_file_grpcurl_needs() 
 }
 
 #[tokio::test]
+async fn reflection_serves_the_error_details_our_statuses_carry() {
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest as Req;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse as Resp;
+    let server = TestServer::memory().await;
+    // What grpcurl asks to decode `grpc-status-details-bin`: the detail types.
+    for symbol in ["google.rpc.BadRequest", "google.rpc.ErrorInfo", "google.rpc.RetryInfo", "google.rpc.Status"] {
+        let resp = reflection_v1(server.channel().await, Req::FileContainingSymbol(symbol.into())).await;
+        let Resp::FileDescriptorResponse(files) = resp else { panic!("{symbol} is not served: {resp:?}") };
+        let names: Vec<String> = files
+            .file_descriptor_proto
+            .iter()
+            .map(|f| prost_types::FileDescriptorProto::decode(f.as_slice()).unwrap().name().to_string())
+            .collect();
+        assert!(names.iter().any(|n| n.starts_with("google/rpc/")), "{symbol}: {names:?}");
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn reflection_v1alpha_is_served_too() {
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as Req;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as Resp;
