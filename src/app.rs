@@ -331,5 +331,10 @@ async fn retention_loop(store: Arc<dyn Store>, every: Duration, stop: Cancellati
         if total.events + total.dedup_keys + total.calls > 0 {
             tracing::info!(events = total.events, dedup_keys = total.dedup_keys, calls = total.calls, "retention pass");
         }
+        if let Ok(counts) = store.entry_counts().await {
+            for (kind, n) in counts.labeled() {
+                metrics::gauge!("switchboard_store_entries", "kind" => kind).set(n as f64);
+            }
+        }
     }
 }

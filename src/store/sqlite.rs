@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
 use super::{
-    CallQuery, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, StateFilter, Store,
+    CallQuery, EntryCounts, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, StateFilter, Store,
     StoreError, StoreOptions,
 };
 use crate::domain::{Call, CallState, Direction, EventMeta, EventType, TenantId, Vendor};
@@ -99,6 +99,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Command {
     Ingest(Box<IngestBatch>, Reply<IngestResult>),
     Prune(DateTime<Utc>, Reply<PruneStats>),
+    Counts(Reply<EntryCounts>),
     Close(oneshot::Sender<()>),
 }
 
@@ -441,6 +442,10 @@ impl Store for SqliteStore {
         self.send(|reply| Command::Prune(now, reply)).await
     }
 
+    async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
+        self.send(Command::Counts).await
+    }
+
     async fn close(&self) -> Result<(), StoreError> {
         if self.shared.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -481,6 +486,9 @@ impl Drop for SqliteStore {
 /// Committed state the writer keeps in memory.
 #[derive(Default)]
 struct Cache {
+    /// Calls the writer read or wrote. Bound: retention drops an ended call
+    /// with its rows (prune); and the cache is reset whenever it holds more
+    /// than [`CALL_CACHE_LIMIT`] calls (many long-lived active calls).
     calls: HashMap<(String, String), Call>,
 }
 
@@ -599,6 +607,10 @@ impl Writer {
                     Command::Prune(now, reply) => {
                         self.commit_group(std::mem::take(&mut ingests));
                         let _ = reply.send(self.prune(now));
+                    }
+                    Command::Counts(reply) => {
+                        self.commit_group(std::mem::take(&mut ingests));
+                        let _ = reply.send(self.entry_counts());
                     }
                     Command::Close(done) => closing = Some(done),
                 }
@@ -749,6 +761,20 @@ impl Writer {
             out.extend(r.map(Arc::new));
         }
         Ok(out)
+    }
+
+    /// The rows of each table and the calls cached.
+    fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
+        let count = |table: &str| -> Result<u64, StoreError> {
+            Ok(self.conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))? as u64)
+        };
+        Ok(EntryCounts {
+            events: count("events")?,
+            calls: count("calls")?,
+            correlation_keys: 0,
+            dedup_keys: count("dedup")?,
+            cached_calls: self.cache.calls.len() as u64,
+        })
     }
 
     /// One retention step: at most [`PRUNE_CHUNK`] events (so queued ingests
