@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use hashbrown::{Equivalent, HashMap};
 
 use super::{
-    CallQuery, EntryCounts, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, Store, StoreError,
-    StoreOptions,
+    CallQuery, EntryCounts, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, Store,
+    StoreError, StoreOptions,
 };
 use crate::domain::{Call, TenantId};
 use crate::hub::Hub;

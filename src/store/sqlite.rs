@@ -26,8 +26,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
 use super::{
-    CallQuery, EntryCounts, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, StateFilter, Store,
-    StoreError, StoreOptions,
+    CallQuery, EntryCounts, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot,
+    StateFilter, Store, StoreError, StoreOptions,
 };
 use crate::domain::{Call, CallState, Direction, EventMeta, EventType, TenantId, Vendor};
 use crate::hub::Hub;

@@ -43,7 +43,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    CallQuery, EntryCounts, IngestBatch, IngestResult, LogBounds, PruneStats, Record, Snapshot, Store, StoreError, StoreOptions,
+    CallQuery, EntryCounts, IngestBatch, IngestResult, LogBounds, PruneStats, Record, Snapshot, Store, StoreError,
+    StoreOptions,
 };
 use crate::domain::{Call, CallState, TenantId, VendorOrder};
 use crate::hub::Hub;

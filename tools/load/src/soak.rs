@@ -161,14 +161,7 @@ async fn churn_subscribers(ch: Channel, churn: f64, counts: Arc<Counts>, stop: A
 async fn soak_one(ctx: &Ctx, spec: &SoakSpec, store: &str) -> anyhow::Result<Run> {
     let dedup = format!("{}ms", spec.dedup_window.as_millis());
     let retention = spec.retention_events.to_string();
-    let mut args = vec![
-        "--retention-max-events",
-        &retention,
-        "--retention-interval",
-        "1s",
-        "--dedup-window",
-        &dedup,
-    ];
+    let mut args = vec!["--retention-max-events", &retention, "--retention-interval", "1s", "--dedup-window", &dedup];
     let nats = match store {
         "nats" => Some(Nats::start_jetstream(&ctx.nats_bin, &ctx.pin, &ctx.fresh_dir("soak-jetstream")?)?),
         _ => None,
@@ -310,12 +303,12 @@ pub async fn soak(ctx: &Ctx, spec: &SoakSpec) -> anyhow::Result<Summary> {
     let worst = runs.iter().map(|r| r.slope).fold(f64::NEG_INFINITY, f64::max);
     let mut checks = Vec::new();
     for r in &runs {
-        checks.push((format!("{}: RSS slope ≤ {:.0} B per 1000 events", r.store, spec.max_slope), r.slope <= spec.max_slope));
-        checks.push((format!("{}: Ingest without errors", r.store), r.errors == 0));
         checks.push((
-            format!("{}: ≥ 99% ACCEPTED", r.store),
-            r.accepted as f64 >= 0.99 * r.events.max(1) as f64,
+            format!("{}: RSS slope ≤ {:.0} B per 1000 events", r.store, spec.max_slope),
+            r.slope <= spec.max_slope,
         ));
+        checks.push((format!("{}: Ingest without errors", r.store), r.errors == 0));
+        checks.push((format!("{}: ≥ 99% ACCEPTED", r.store), r.accepted as f64 >= 0.99 * r.events.max(1) as f64));
     }
     Ok(Summary {
         scenario: "soak",
@@ -342,10 +335,13 @@ mod tests {
     #[test]
     fn calls_are_new_and_numbers_cycle() {
         assert_ne!(call_event(1, 1, 0), call_event(1, 2, 0));
-        assert_eq!(call_event(1, 1, 0).replace("000000000001", ""), call_event(1, 10_001, 0).replace("000000002711", ""));
-        for i in 0..CALL.len() {
+        assert_eq!(
+            call_event(1, 1, 0).replace("000000000001", ""),
+            call_event(1, 10_001, 0).replace("000000002711", "")
+        );
+        for (i, ty) in CALL.iter().enumerate() {
             let v: serde_json::Value = serde_json::from_str(&call_event(7, 42, i)).unwrap();
-            assert_eq!(v["type"], CALL[i]);
+            assert_eq!(v["type"], *ty);
         }
     }
 }
