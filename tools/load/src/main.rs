@@ -165,12 +165,16 @@ enum Scenario {
         #[arg(long, default_value_t = 4)]
         calls_in_flight: usize,
         /// Ingest time per store, warm-up included.
-        #[arg(long, value_parser = secs, default_value = "150s")]
+        #[arg(long, value_parser = secs, default_value = "180s")]
         duration: Duration,
         /// RSS samples before this are left out of the slope (retention and
-        /// the dedup window reach their bounds).
-        #[arg(long = "soak-warmup", value_parser = secs, default_value = "45s")]
+        /// the dedup window reach their bounds) ...
+        #[arg(long = "soak-warmup", value_parser = secs, default_value = "60s")]
         soak_warmup: Duration,
+        /// ... and before this many events (the phone cache holds the
+        /// 10,000 numbers after 60,000).
+        #[arg(long, default_value_t = 80_000)]
+        warmup_events: u64,
         /// The server's --retention-max-events.
         #[arg(long, default_value_t = 20_000)]
         retention_events: u64,
@@ -273,6 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<scenarios::Summary> {
             calls_in_flight,
             duration,
             soak_warmup,
+            warmup_events,
             retention_events,
             dedup_window,
             churn,
@@ -285,6 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<scenarios::Summary> {
                 calls_in_flight,
                 duration,
                 warmup: soak_warmup,
+                warmup_events,
                 retention_events,
                 dedup_window,
                 churn,

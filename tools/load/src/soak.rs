@@ -8,8 +8,10 @@
 //! wrap-up; one event per request; every call new, customer numbers cycling
 //! over 10,000) at `rate` events/s, optionally with subscribers connecting
 //! and dropping. The server's RSS is sampled once a second against the
-//! number of events ingested; after the warm-up (long enough for retention
-//! and the dedup window to reach their bounds) a least-squares line through
+//! number of events ingested (written to `<work dir>/soak-<store>.csv`);
+//! after the warm-up (a time and a number of events, long enough for the
+//! log, the dedup window and the phone cache to reach their bounds) a
+//! least-squares line through
 //! the samples gives the growth in bytes per thousand events. Everything the
 //! server keeps is bounded by a count or a window, so the slope must be
 //! about zero; the scenario fails above `max_slope` (1 KiB per thousand
@@ -44,8 +46,11 @@ pub struct SoakSpec {
     pub calls_in_flight: usize,
     /// Ingest time per store, warm-up included.
     pub duration: Duration,
-    /// Samples before this are not in the slope.
+    /// Samples before this are not in the slope...
     pub warmup: Duration,
+    /// ... nor before this many events (every bounded structure full: the
+    /// log, the dedup window, the phone cache's 10,000 numbers).
+    pub warmup_events: u64,
     /// `--retention-max-events`.
     pub retention_events: u64,
     /// `--dedup-window`.
@@ -199,11 +204,15 @@ async fn soak_one(ctx: &Ctx, spec: &SoakSpec, store: &str) -> anyhow::Result<Run
     let mut rss_warm = 0;
     let mut events_warm = 0;
     let mut last_print = Instant::now();
+    let mut csv = String::from("seconds,events,rss_bytes\n");
+    let mut warm_at = None;
     loop {
         tick.tick().await;
         let t = started.elapsed();
         let (events, rss) = (counts.events.load(Ordering::Relaxed), procs::rss_kib(pid) * 1024);
-        if t >= spec.warmup {
+        csv.push_str(&format!("{:.1},{events},{rss}\n", t.as_secs_f64()));
+        if t >= spec.warmup && events >= spec.warmup_events {
+            warm_at.get_or_insert(t);
             if samples.is_empty() {
                 rss_warm = rss;
                 events_warm = events;
@@ -238,7 +247,17 @@ async fn soak_one(ctx: &Ctx, spec: &SoakSpec, store: &str) -> anyhow::Result<Run
     let rss_end = procs::rss_kib(pid) * 1024;
     let events = counts.events.load(Ordering::Relaxed);
     let measured = events.saturating_sub(events_warm);
-    let secs = spec.duration.saturating_sub(spec.warmup).as_secs_f64();
+    let warm_at = warm_at.unwrap_or(spec.duration);
+    let secs = spec.duration.saturating_sub(warm_at).as_secs_f64();
+    let _ = std::fs::write(ctx.work_dir.join(format!("soak-{store}.csv")), csv);
+    anyhow::ensure!(
+        samples.len() >= 10,
+        "{store}: only {} samples after the warm-up ({:?} and {} events; {events} events in {:?}): run longer",
+        samples.len(),
+        spec.warmup,
+        spec.warmup_events,
+        spec.duration
+    );
     // After the run: the server's own entry counts, where it exports them.
     let text = procs::scrape(server.metrics).unwrap_or_default();
     let entries: Vec<&str> = text.lines().filter(|l| l.starts_with("switchboard_store_entries")).collect();
@@ -268,26 +287,27 @@ fn server_gone(pid: u32) -> bool {
 pub async fn soak(ctx: &Ctx, spec: &SoakSpec) -> anyhow::Result<Summary> {
     println!(
         "soak: whole Salesforce calls at {:.0} events/s over {} connection(s) ({} calls in flight each), \
-         {:?} per store ({:?} warm-up); --retention-max-events {} --retention-interval 1s --dedup-window {:?}; \
-         subscriber churn {}/s; stores {}; {}",
+         {:?} per store (warm-up: {:?} and {} events); --retention-max-events {} --retention-interval 1s \
+         --dedup-window {:?}; subscriber churn {}/s; stores {}; {}",
         spec.rate,
         spec.clients,
         spec.calls_in_flight,
         spec.duration,
         spec.warmup,
+        spec.warmup_events,
         spec.retention_events,
         spec.dedup_window,
         spec.churn,
         spec.stores.join(","),
         ctx.pin.describe()
     );
-    anyhow::ensure!(spec.duration > spec.warmup + Duration::from_secs(10), "the soak needs ≥ 10 s after warm-up");
+    anyhow::ensure!(spec.duration >= spec.warmup + Duration::from_secs(10), "the soak needs ≥ 10 s after warm-up");
     let mut runs = Vec::new();
     for store in &spec.stores {
         let r = soak_one(ctx, spec, store).await?;
         println!(
             "  {}: {} events ({:.0}/s after warm-up), {} accepted, {} errors, {} subscribers churned; \
-             RSS {:.1} MiB after warm-up → {:.1} MiB: slope {:.0} B per 1000 events",
+             RSS {:.1} MiB after warm-up → {:.1} MiB: slope {:.0} B per 1000 events (samples: {}/soak-{}.csv)",
             r.store,
             r.events,
             r.rate,
@@ -296,7 +316,9 @@ pub async fn soak(ctx: &Ctx, spec: &SoakSpec) -> anyhow::Result<Summary> {
             r.churned,
             r.rss_warm as f64 / 1048576.0,
             r.rss_end as f64 / 1048576.0,
-            r.slope
+            r.slope,
+            ctx.work_dir.display(),
+            r.store
         );
         runs.push(r);
     }
