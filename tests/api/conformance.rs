@@ -13,7 +13,9 @@ use switchboard::hub::Hub;
 use switchboard::store::memory::MemoryStore;
 use switchboard::store::nats::NatsStore;
 use switchboard::store::sqlite::SqliteStore;
-use switchboard::store::{CallQuery, EntryCounts, IngestBatch, IngestOutcome, StateFilter, Store, StoreError, StoreOptions};
+use switchboard::store::{
+    CallQuery, EntryCounts, IngestBatch, IngestOutcome, StateFilter, Store, StoreError, StoreOptions,
+};
 
 use crate::common::nats::{NatsServer, isolated, nats_url};
 use crate::common::{fixture, sf};
