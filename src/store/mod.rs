@@ -303,10 +303,10 @@ pub trait Store: Send + Sync + 'static {
     async fn prune(&self, now: DateTime<Utc>) -> Result<PruneStats, StoreError>;
 
     /// How many entries each bounded structure holds now ([`EntryCounts`]).
-    /// Counts what the backend keeps in this process and, where cheap, what
-    /// it keeps durably (sqlite's tables; NATS reports the stream's
-    /// message count and this replica's mirror, not the KV buckets, which
-    /// JetStream bounds by age).
+    /// Counts what the backend keeps in this process and what it keeps
+    /// durably where that is cheap (sqlite's tables, on a reader connection;
+    /// NATS reports the stream's message count and this replica's mirror,
+    /// not the KV buckets, which JetStream bounds by age).
     async fn entry_counts(&self) -> Result<EntryCounts, StoreError>;
 
     /// Flushes and closes; later calls fail with `Closed`.

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
@@ -99,7 +99,6 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Command {
     Ingest(Box<IngestBatch>, Reply<IngestResult>),
     Prune(DateTime<Utc>, Reply<PruneStats>),
-    Counts(Reply<EntryCounts>),
     Close(oneshot::Sender<()>),
 }
 
@@ -108,6 +107,8 @@ struct Shared {
     bounds: Mutex<LogBounds>,
     healthy: AtomicBool,
     closed: AtomicBool,
+    /// Calls in the writer's cache (for [`Store::entry_counts`]).
+    cached_calls: AtomicU64,
 }
 
 /// The SQLite store.
@@ -197,6 +198,7 @@ impl SqliteStore {
             bounds: Mutex::new(bounds),
             healthy: AtomicBool::new(true),
             closed: AtomicBool::new(false),
+            cached_calls: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::sync_channel(MAX_GROUP * 4);
         let writer =
@@ -442,8 +444,24 @@ impl Store for SqliteStore {
         self.send(|reply| Command::Prune(now, reply)).await
     }
 
+    /// Counted on a reader connection, off the writer thread: the log from
+    /// its bounds (sequences are dense), calls and dedup keys by their rows.
     async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
-        self.send(Command::Counts).await
+        let b = *self.shared.bounds.lock().unwrap_or_else(|p| p.into_inner());
+        let cached_calls = self.shared.cached_calls.load(Ordering::Acquire);
+        self.with_reader(move |conn| {
+            let count = |table: &str| -> Result<u64, StoreError> {
+                Ok(conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))? as u64)
+            };
+            Ok(EntryCounts {
+                events: b.last.saturating_sub(b.pruned_through),
+                calls: count("calls")?,
+                correlation_keys: 0,
+                dedup_keys: count("dedup")?,
+                cached_calls,
+            })
+        })
+        .await
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -608,10 +626,6 @@ impl Writer {
                         self.commit_group(std::mem::take(&mut ingests));
                         let _ = reply.send(self.prune(now));
                     }
-                    Command::Counts(reply) => {
-                        self.commit_group(std::mem::take(&mut ingests));
-                        let _ = reply.send(self.entry_counts());
-                    }
                     Command::Close(done) => closing = Some(done),
                 }
             }
@@ -646,6 +660,7 @@ impl Writer {
                     self.cache.calls.clear();
                 }
                 self.cache.calls.extend(pending.calls);
+                self.shared.cached_calls.store(self.cache.calls.len() as u64, Ordering::Release);
                 let to_publish: Vec<Arc<Record>> =
                     results.iter().filter(|p| p.publish).flat_map(|p| p.records.iter().cloned()).collect();
                 self.hub.publish(&to_publish);
@@ -763,20 +778,6 @@ impl Writer {
         Ok(out)
     }
 
-    /// The rows of each table and the calls cached.
-    fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
-        let count = |table: &str| -> Result<u64, StoreError> {
-            Ok(self.conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))? as u64)
-        };
-        Ok(EntryCounts {
-            events: count("events")?,
-            calls: count("calls")?,
-            correlation_keys: 0,
-            dedup_keys: count("dedup")?,
-            cached_calls: self.cache.calls.len() as u64,
-        })
-    }
-
     /// One retention step: at most [`PRUNE_CHUNK`] events (so queued ingests
     /// never wait long behind it; the retention loop repeats while there is
     /// more), ended calls whose events are gone, and expired dedup keys.
@@ -831,6 +832,7 @@ impl Writer {
                 return Err(e.into());
             }
             self.cache.calls.retain(|_, c| c.state.is_active() || c.last_sequence > to);
+            self.shared.cached_calls.store(self.cache.calls.len() as u64, Ordering::Release);
             stats.more = to < cutoff;
         }
         if let Some(oldest) =
