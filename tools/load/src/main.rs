@@ -165,15 +165,15 @@ enum Scenario {
         #[arg(long, default_value_t = 4)]
         calls_in_flight: usize,
         /// Ingest time per store, warm-up included.
-        #[arg(long, value_parser = secs, default_value = "180s")]
+        #[arg(long, value_parser = secs, default_value = "240s")]
         duration: Duration,
         /// RSS samples before this are left out of the slope (retention and
         /// the dedup window reach their bounds) ...
-        #[arg(long = "soak-warmup", value_parser = secs, default_value = "60s")]
+        #[arg(long = "soak-warmup", value_parser = secs, default_value = "90s")]
         soak_warmup: Duration,
         /// ... and before this many events (the phone cache holds the
         /// 10,000 numbers after 60,000).
-        #[arg(long, default_value_t = 80_000)]
+        #[arg(long, default_value_t = 100_000)]
         warmup_events: u64,
         /// The server's --retention-max-events.
         #[arg(long, default_value_t = 20_000)]
