@@ -364,5 +364,10 @@ async fn retention_loop(services: Arc<Services>, every: Duration, stop: Cancella
         {
             tracing::warn!(error = %e, "idle call expiry failed");
         }
+        if let Ok(counts) = store.entry_counts().await {
+            for (kind, n) in counts.labeled() {
+                metrics::gauge!("switchboard_store_entries", "kind" => kind).set(n as f64);
+            }
+        }
     }
 }

@@ -28,6 +28,9 @@ struct Slot {
 
 /// Routes committed records to live subscribers.
 pub struct Hub {
+    /// Tenant → live subscribers' slots. Bound: open subscriptions; a
+    /// [`LiveFeed`] removes its slot when dropped, the hub removes a lagged
+    /// one, and a tenant's entry goes with its last slot.
     tenants: RwLock<HashMap<String, Vec<Slot>>>,
     head: AtomicU64,
     next_id: AtomicU64,

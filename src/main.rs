@@ -3,7 +3,19 @@
 
 use clap::Parser;
 
+/// With the `dhat-heap` feature every allocation goes through dhat, which
+/// writes `dhat-heap.json` when the server exits (BENCHMARKS.md, "Memory
+/// under sustained ingest").
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 fn main() -> std::process::ExitCode {
+    #[cfg(feature = "dhat-heap")]
+    let profiler = dhat::Profiler::new_heap();
     let cli = switchboard::cli::Cli::parse();
-    switchboard::cli::run(cli)
+    let code = switchboard::cli::run(cli);
+    #[cfg(feature = "dhat-heap")]
+    drop(profiler);
+    code
 }

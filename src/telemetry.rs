@@ -82,7 +82,21 @@ pub mod otlp {
 
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// The process-wide Prometheus recorder, installed on first use.
+/// How often buffered histogram samples are folded into their buckets.
+///
+/// The recorder buffers every histogram sample (8 bytes plus its block) until
+/// it is rendered or upkept; without upkeep a server nobody scrapes grows by
+/// every sample it ever recorded (issue 16: about 25 bytes per Ingest, three
+/// histograms per request). This is the window of that buffer: at most
+/// `UPKEEP_INTERVAL` of samples are held.
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The process-wide Prometheus recorder, installed on first use, with its
+/// upkeep thread (see [`UPKEEP_INTERVAL`]).
+///
+/// Label sets are bounded by construction: every label value is a `&'static
+/// str` or a closed enum (method, vendor, outcome, reason, code, store,
+/// kind), never a value taken from a request.
 pub fn metrics_handle() -> PrometheusHandle {
     METRICS
         .get_or_init(|| {
@@ -95,6 +109,18 @@ pub fn metrics_handle() -> PrometheusHandle {
             // our handle simply renders nothing.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            let upkeep = handle.clone();
+            // A plain thread: the handle may be created outside a runtime, and
+            // the upkeep must run however busy the runtime is.
+            let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms drain only when scraped");
+            }
             handle
         })
         .clone()

@@ -21,7 +21,9 @@ const MAX_EXTENSION_DIGITS: usize = 6;
 /// Longer text is not a phone number (and is not parsed or remembered).
 const MAX_NUMBER_LEN: usize = 48;
 
-/// Numbers remembered by [`PhoneNormalizer::e164`] before the memory is reset.
+/// Numbers remembered by [`PhoneNormalizer::e164`] before the memory is reset:
+/// the bound of the phone cache (entries of at most [`MAX_NUMBER_LEN`]
+/// bytes; the whole cache is cleared when it is full).
 const CACHE_LIMIT: usize = 16_384;
 
 /// Normalizes phone numbers with a default region for national numbers.

@@ -61,9 +61,17 @@ impl Interceptor for AuthInterceptor {
 pub struct RateLimiter {
     per_second: f64,
     burst: f64,
+    /// Key (`token:<name>` or `tenant:<id>`) → (tokens, last refill). Bound:
+    /// [`MAX_BUCKETS`] plus the keys seen within the last `burst /
+    /// per_second` seconds: past `MAX_BUCKETS`, a check drops every key
+    /// whose bucket has refilled (an idle key is as good as new). Empty when
+    /// rate limiting is off.
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
     clock: SharedClock,
 }
+
+/// Buckets kept before idle ones are forgotten.
+const MAX_BUCKETS: usize = 100_000;
 
 impl RateLimiter {
     /// `per_second` requests per second with bursts of `burst`; 0 disables.
@@ -79,7 +87,7 @@ impl RateLimiter {
         }
         let now = self.clock.instant();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > 100_000 {
+        if buckets.len() > MAX_BUCKETS {
             // Bounded memory: forget idle keys.
             let burst = self.burst;
             let rate = self.per_second;

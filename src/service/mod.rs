@@ -88,6 +88,9 @@ impl Services {
 /// the server.
 #[derive(Default)]
 pub struct SubscriberSlots {
+    /// Tenant → open streams. Bound: tenants with an open stream; the last
+    /// [`SubscriberSlot`] of a tenant removes its entry when dropped, and a
+    /// refused acquire adds none.
     open: Arc<Mutex<HashMap<String, usize>>>,
 }
 
@@ -101,11 +104,10 @@ impl SubscriberSlots {
     /// Takes a slot for `tenant` unless it already has `max` streams.
     pub fn acquire(&self, tenant: &str, max: usize) -> Result<SubscriberSlot, ServiceError> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(tenant.to_string()).or_insert(0);
-        if *n >= max {
+        if open.get(tenant).copied().unwrap_or(0) >= max {
             return Err(ServiceError::TooManySubscribers { limit: max });
         }
-        *n += 1;
+        *open.entry(tenant.to_string()).or_insert(0) += 1;
         metrics::gauge!("switchboard_subscribers").increment(1.0);
         Ok(SubscriberSlot { open: self.open.clone(), tenant: tenant.to_string() })
     }

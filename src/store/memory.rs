@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use hashbrown::{Equivalent, HashMap};
 
 use super::{
-    CallQuery, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, Store, StoreError,
-    StoreOptions,
+    CallQuery, EntryCounts, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, Store,
+    StoreError, StoreOptions,
 };
 use crate::domain::{Call, TenantId};
 use crate::hub::Hub;
@@ -40,11 +40,23 @@ impl Equivalent<Key> for KeyRef<'_> {
     }
 }
 
+/// Everything the store holds. Each collection that grows with traffic has
+/// its bound here and the code that removes entries in [`Store::prune`]
+/// (run every `--retention-interval`); [`Store::entry_counts`] reports them.
 #[derive(Default)]
 struct Inner {
+    /// The log. Bound: `--retention-max-events` / `--retention-max-age`;
+    /// prune pops the front.
     events: VecDeque<Arc<Record>>,
+    /// Call state. Bound: active calls plus ended calls with an event still
+    /// in the log; prune drops an ended call once its last event is pruned.
     calls: HashMap<Key, Call>,
+    /// Correlation key → recent call ids (at most
+    /// [`plan::CORRELATION_CANDIDATES`] each). Bound: keys of kept calls;
+    /// prune drops ids whose call is gone and keys left empty.
     correlated: HashMap<Key, Vec<String>>,
+    /// Dedup keys. Bound: `--dedup-window`; prune drops keys created before
+    /// `now - window`.
     dedup: HashMap<Key, DedupEntry>,
     last: u64,
     pruned_through: u64,
@@ -231,6 +243,17 @@ impl Store for MemoryStore {
             !ids.is_empty()
         });
         Ok(stats)
+    }
+
+    async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
+        let inner = self.lock()?;
+        Ok(EntryCounts {
+            events: inner.events.len() as u64,
+            calls: inner.calls.len() as u64,
+            correlation_keys: inner.correlated.len() as u64,
+            dedup_keys: inner.dedup.len() as u64,
+            cached_calls: 0,
+        })
     }
 
     async fn close(&self) -> Result<(), StoreError> {

@@ -196,6 +196,54 @@ pub struct PruneStats {
     pub more: bool,
 }
 
+/// How many entries a store holds in each structure that grows with
+/// traffic: what retention and the dedup window bound (tests assert these
+/// return to their bounds; `/metrics` exports them as
+/// `switchboard_store_entries{kind}` after each retention pass).
+///
+/// The bounds, with `E` = `--retention-max-events` (or what
+/// `--retention-max-age` keeps), `W` = `--dedup-window`, `I` =
+/// `--retention-interval`:
+///
+/// * `events`: the log; at most `E` plus one retention interval of ingest.
+/// * `calls`: active calls plus ended calls with an event still in the log,
+///   so at most `events` + active calls.
+/// * `correlation_keys`: (memory) one per correlation key of a kept call,
+///   each naming at most [`crate::plan::CORRELATION_CANDIDATES`] calls.
+/// * `dedup_keys`: keys created within `W` (+ `I`): a few per ingest.
+/// * `cached_calls`: call state held in process memory beside the durable
+///   rows (the sqlite writer's cache); the same bound as `calls`.
+///
+/// NATS reports the stream's message count as `events` and this replica's
+/// call mirror as `calls`; its dedup and correlation keys live in KV
+/// buckets that JetStream expires by age (not in this process).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EntryCounts {
+    /// Events in the log.
+    pub events: u64,
+    /// Call states kept.
+    pub calls: u64,
+    /// Correlation keys indexed in process memory (memory store).
+    pub correlation_keys: u64,
+    /// Dedup keys remembered.
+    pub dedup_keys: u64,
+    /// Calls cached in process memory beside the durable rows (sqlite).
+    pub cached_calls: u64,
+}
+
+impl EntryCounts {
+    /// `(kind label, count)` pairs, for the gauge.
+    pub fn labeled(&self) -> [(&'static str, u64); 5] {
+        [
+            ("events", self.events),
+            ("calls", self.calls),
+            ("correlation_keys", self.correlation_keys),
+            ("dedup_keys", self.dedup_keys),
+            ("cached_calls", self.cached_calls),
+        ]
+    }
+}
+
 /// Store failures that callers branch on.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -281,6 +329,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies retention and the dedup window as of `now`.
     async fn prune(&self, now: DateTime<Utc>) -> Result<PruneStats, StoreError>;
+
+    /// How many entries each bounded structure holds now ([`EntryCounts`]).
+    /// Counts what the backend keeps in this process and what it keeps
+    /// durably where that is cheap (sqlite's tables, on a reader connection;
+    /// NATS reports the stream's message count and this replica's mirror,
+    /// not the KV buckets, which JetStream bounds by age).
+    async fn entry_counts(&self) -> Result<EntryCounts, StoreError>;
 
     /// Flushes and closes; later calls fail with `Closed`.
     async fn close(&self) -> Result<(), StoreError>;

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
@@ -26,8 +26,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
 use super::{
-    CallQuery, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, StateFilter, Store,
-    StoreError, StoreOptions,
+    CallQuery, EntryCounts, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot,
+    StateFilter, Store, StoreError, StoreOptions,
 };
 use crate::domain::{Call, CallState, Direction, EventMeta, EventType, TenantId, Vendor};
 use crate::hub::Hub;
@@ -107,6 +107,8 @@ struct Shared {
     bounds: Mutex<LogBounds>,
     healthy: AtomicBool,
     closed: AtomicBool,
+    /// Calls in the writer's cache (for [`Store::entry_counts`]).
+    cached_calls: AtomicU64,
 }
 
 /// The SQLite store.
@@ -196,6 +198,7 @@ impl SqliteStore {
             bounds: Mutex::new(bounds),
             healthy: AtomicBool::new(true),
             closed: AtomicBool::new(false),
+            cached_calls: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::sync_channel(MAX_GROUP * 4);
         let writer =
@@ -457,6 +460,26 @@ impl Store for SqliteStore {
         self.send(|reply| Command::Prune(now, reply)).await
     }
 
+    /// Counted on a reader connection, off the writer thread: the log from
+    /// its bounds (sequences are dense), calls and dedup keys by their rows.
+    async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
+        let b = *self.shared.bounds.lock().unwrap_or_else(|p| p.into_inner());
+        let cached_calls = self.shared.cached_calls.load(Ordering::Acquire);
+        self.with_reader(move |conn| {
+            let count = |table: &str| -> Result<u64, StoreError> {
+                Ok(conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))? as u64)
+            };
+            Ok(EntryCounts {
+                events: b.last.saturating_sub(b.pruned_through),
+                calls: count("calls")?,
+                correlation_keys: 0,
+                dedup_keys: count("dedup")?,
+                cached_calls,
+            })
+        })
+        .await
+    }
+
     async fn close(&self) -> Result<(), StoreError> {
         if self.shared.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -497,6 +520,9 @@ impl Drop for SqliteStore {
 /// Committed state the writer keeps in memory.
 #[derive(Default)]
 struct Cache {
+    /// Calls the writer read or wrote. Bound: retention drops an ended call
+    /// with its rows (prune); and the cache is reset whenever it holds more
+    /// than [`CALL_CACHE_LIMIT`] calls (many long-lived active calls).
     calls: HashMap<(String, String), Call>,
 }
 
@@ -650,6 +676,7 @@ impl Writer {
                     self.cache.calls.clear();
                 }
                 self.cache.calls.extend(pending.calls);
+                self.shared.cached_calls.store(self.cache.calls.len() as u64, Ordering::Release);
                 let to_publish: Vec<Arc<Record>> =
                     results.iter().filter(|p| p.publish).flat_map(|p| p.records.iter().cloned()).collect();
                 self.hub.publish(&to_publish);
@@ -821,6 +848,7 @@ impl Writer {
                 return Err(e.into());
             }
             self.cache.calls.retain(|_, c| c.state.is_active() || c.last_sequence > to);
+            self.shared.cached_calls.store(self.cache.calls.len() as u64, Ordering::Release);
             stats.more = to < cutoff;
         }
         if let Some(oldest) =

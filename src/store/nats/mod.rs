@@ -43,7 +43,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    CallQuery, IngestBatch, IngestResult, LogBounds, PruneStats, Record, Snapshot, Store, StoreError, StoreOptions,
+    CallQuery, EntryCounts, IngestBatch, IngestResult, LogBounds, PruneStats, Record, Snapshot, Store, StoreError,
+    StoreOptions,
 };
 use crate::domain::{Call, CallState, TenantId, VendorOrder};
 use crate::hub::Hub;
@@ -160,6 +161,10 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 /// Local view of call state, fed by the replica's consumer, in stream order.
 #[derive(Default)]
 struct Mirror {
+    /// Every call this replica has seen. Bound: active calls plus ended calls
+    /// with an event still in the stream and younger than
+    /// `--retention-max-age`; prune (every `--retention-interval`) drops the
+    /// rest, so count retention (`--retention-max-events`) bounds it too.
     calls: HashMap<(String, String), Call>,
     /// The last stream sequence applied.
     head: u64,
@@ -447,14 +452,28 @@ impl Store for NatsStore {
 
     async fn prune(&self, now: DateTime<Utc>) -> Result<PruneStats, StoreError> {
         // JetStream enforces retention on the log and the buckets; only the
-        // local mirror needs trimming.
-        let Some(max_age) = self.inner.opts.retention_max_age.and_then(|a| chrono::Duration::from_std(a).ok()) else {
+        // local mirror needs trimming. An ended call goes when retention
+        // removed its last event (count or age, as in the other stores), or
+        // by age alone.
+        let max_age = self.inner.opts.retention_max_age.and_then(|a| chrono::Duration::from_std(a).ok());
+        if max_age.is_none() && self.inner.opts.retention_max_events.is_none() {
             return Ok(PruneStats::default());
-        };
+        }
+        let pruned_through = self.inner.info().await?.state.first_sequence.saturating_sub(1);
+        let oldest = max_age.and_then(|a| now.checked_sub_signed(a));
         let mut m = self.inner.mirror.lock().unwrap_or_else(|p| p.into_inner());
         let before = m.calls.len();
-        m.calls.retain(|_, c| c.state != CallState::Ended || c.updated_at >= now - max_age);
+        m.calls.retain(|_, c| {
+            c.state != CallState::Ended
+                || (c.last_sequence > pruned_through && oldest.is_none_or(|o| c.updated_at >= o))
+        });
         Ok(PruneStats { calls: (before - m.calls.len()) as u64, ..PruneStats::default() })
+    }
+
+    async fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
+        let events = self.inner.info().await?.state.messages;
+        let calls = self.inner.mirror.lock().unwrap_or_else(|p| p.into_inner()).calls.len() as u64;
+        Ok(EntryCounts { events, calls, ..EntryCounts::default() })
     }
 
     async fn close(&self) -> Result<(), StoreError> {

@@ -13,6 +13,7 @@ mod client;
 mod payloads;
 mod procs;
 mod scenarios;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -147,6 +148,46 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// soak: RSS growth per thousand events under sustained Ingest of whole
+    /// calls with retention bounding the log (BENCHMARKS.md, "Memory under
+    /// sustained ingest"). Long: not part of the short suite.
+    Soak {
+        /// Stores to soak, one fresh server each, in turn.
+        #[arg(long, value_delimiter = ',', default_value = "memory,sqlite,nats")]
+        stores: Vec<String>,
+        /// Ingest events per second, all connections together.
+        #[arg(long, default_value_t = 2000.0)]
+        rate: f64,
+        /// Ingest connections (clients).
+        #[arg(long, default_value_t = 2)]
+        clients: usize,
+        /// Calls in flight per connection.
+        #[arg(long, default_value_t = 4)]
+        calls_in_flight: usize,
+        /// Ingest time per store, warm-up included.
+        #[arg(long, value_parser = secs, default_value = "240s")]
+        duration: Duration,
+        /// RSS samples before this are left out of the slope (retention and
+        /// the dedup window reach their bounds) ...
+        #[arg(long = "soak-warmup", value_parser = secs, default_value = "90s")]
+        soak_warmup: Duration,
+        /// ... and before this many events (the phone cache holds the
+        /// 10,000 numbers after 60,000).
+        #[arg(long, default_value_t = 100_000)]
+        warmup_events: u64,
+        /// The server's --retention-max-events.
+        #[arg(long, default_value_t = 20_000)]
+        retention_events: u64,
+        /// The server's --dedup-window.
+        #[arg(long, value_parser = secs, default_value = "10s")]
+        dedup_window: Duration,
+        /// Subscribers opened and dropped per second (0: none).
+        #[arg(long, default_value_t = 0.0)]
+        churn: f64,
+        /// Fail above this RSS slope, bytes per thousand events.
+        #[arg(long, default_value_t = 1024.0)]
+        max_slope: f64,
+    },
     /// S10b: e2e latency with Ingest on one replica and subscribers on
     /// another (two servers on one nats-server -js) vs on the same one.
     S10b {
@@ -229,5 +270,33 @@ async fn run(cli: Cli) -> anyhow::Result<scenarios::Summary> {
         Scenario::S8 { data_dir, events } => scenarios::replay(&ctx, fixtures, data_dir, events).await,
         Scenario::S10 { concurrency } => scenarios::jetstream(&ctx, fixtures, concurrency).await,
         Scenario::S10b { rate, subscribers } => scenarios::jetstream_e2e(&ctx, fixtures, rate, subscribers).await,
+        Scenario::Soak {
+            stores,
+            rate,
+            clients,
+            calls_in_flight,
+            duration,
+            soak_warmup,
+            warmup_events,
+            retention_events,
+            dedup_window,
+            churn,
+            max_slope,
+        } => {
+            let spec = soak::SoakSpec {
+                stores,
+                rate,
+                clients,
+                calls_in_flight,
+                duration,
+                warmup: soak_warmup,
+                warmup_events,
+                retention_events,
+                dedup_window,
+                churn,
+                max_slope,
+            };
+            soak::soak(&ctx, &spec).await
+        }
     }
 }

@@ -49,6 +49,22 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Anonymous and file-backed resident memory of a process in KiB
+/// (`RssAnon`, `RssFile` of /proc/<pid>/status): the heap, and mapped files
+/// such as a database the kernel can drop.
+pub fn rss_split_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("RssAnon:"), field("RssFile:"))
+}
+
 /// A free loopback port (bound and released; good enough for a child that
 /// binds it right away).
 pub fn free_port() -> anyhow::Result<u16> {

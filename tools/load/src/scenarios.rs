@@ -199,14 +199,14 @@ async fn with_cpu<T>(pid: u32, f: impl std::future::Future<Output = T>) -> (T, C
 
 impl Ctx {
     /// An empty scratch directory `name` (what a previous run left is gone).
-    fn fresh_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn fresh_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
         let dir = self.work_dir.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         Ok(dir)
     }
 
-    fn spec(&self, store: &str, name: &str, extra: &[&str]) -> anyhow::Result<ServerSpec> {
+    pub(crate) fn spec(&self, store: &str, name: &str, extra: &[&str]) -> anyhow::Result<ServerSpec> {
         let dir = self.fresh_dir(name)?;
         Ok(ServerSpec {
             bin: self.server_bin.clone(),
