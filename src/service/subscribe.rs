@@ -117,8 +117,9 @@ struct Subscriber {
     hub: Arc<Hub>,
     /// Records per log read.
     batch: usize,
-    /// Started at the oldest event: while nothing was sent, a start that
-    /// retention overtook moves on to the new oldest instead of failing.
+    /// Started at the oldest event and not yet caught up: while nothing was
+    /// sent, a start that retention overtook moves on to the new oldest
+    /// instead of failing.
     from_beginning: bool,
     /// Whether replay sent an update.
     sent_any: bool,
@@ -309,6 +310,10 @@ impl Subscriber {
         }
         self.out.checkpoint(pb::CheckpointReason::CaughtUp);
         self.phase = Phase::Live;
+        // From here the client holds a cursor (CAUGHT_UP, then live
+        // updates): a later fall-back to the log whose cursor retention
+        // overtook must fail with CURSOR_EXPIRED, not skip silently.
+        self.from_beginning = false;
     }
 
     /// Waits for the next thing to happen while live: shutdown, a record,

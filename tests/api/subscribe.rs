@@ -280,6 +280,43 @@ async fn a_subscriber_that_stops_reading_is_moved_to_the_log_and_loses_nothing()
     server.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_caught_up_from_beginning_subscriber_whose_cursor_retention_overtook_gets_cursor_expired() {
+    let config = Config { subscriber_buffer: 4, retention_max_events: Some(20), ..Config::for_tests() };
+    let server = TestServer::start(config).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .initial_stream_window_size(Some(16 * 1024))
+        .initial_connection_window_size(Some(16 * 1024))
+        .connect()
+        .await
+        .unwrap();
+    let mut calls = pb::call_service_client::CallServiceClient::new(channel);
+    let mut slow = Sub::open(&mut calls, from_beginning()).await;
+    slow.until(pb::CheckpointReason::CaughtUp).await;
+    let mut ingest = server.ingest_client().await;
+    start_calls(&mut ingest, "flood", 300).await;
+    assert!(server.services.hub.lag_events() > 0, "the slow subscriber overflowed its live queue");
+    // Retention overtakes the lagging subscriber's cursor before it reads on.
+    server.services.store.prune(chrono::Utc::now()).await.unwrap();
+    let mut got = Vec::new();
+    let err = loop {
+        match tokio::time::timeout(WAIT, slow.stream.message()).await.expect("no stall") {
+            Ok(Some(m)) => {
+                if let Some(pb::subscribe_response::Response::Update(u)) = m.response {
+                    got.push(seq(&u));
+                }
+            }
+            Ok(None) => panic!("the stream ended without an error after {got:?}"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>(), "no gap before the error");
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    assert_eq!(err.get_details_error_info().unwrap().reason, "CURSOR_EXPIRED");
+    server.stop().await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn heartbeats_carry_a_fresh_cursor_even_for_a_filtered_subscriber() {
     let server = TestServer::memory().await;
