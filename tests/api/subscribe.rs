@@ -254,11 +254,9 @@ async fn filters_select_by_call_type_direction_and_vendor() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_subscriber_that_stops_reading_is_moved_to_the_log_and_loses_nothing() {
-    let server = TestServer::start(Config { subscriber_buffer: 4, ..Config::for_tests() }).await;
-    // A small HTTP/2 window, so that not reading pushes back onto the server
-    // after a few events instead of after megabytes of client buffer.
+/// A client with a small HTTP/2 window, so that not reading pushes back onto
+/// the server after a few events instead of after megabytes of client buffer.
+async fn slow_reader(server: &TestServer) -> pb::call_service_client::CallServiceClient<tonic::transport::Channel> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
         .unwrap()
         .initial_stream_window_size(Some(16 * 1024))
@@ -266,7 +264,13 @@ async fn a_subscriber_that_stops_reading_is_moved_to_the_log_and_loses_nothing()
         .connect()
         .await
         .unwrap();
-    let mut calls = pb::call_service_client::CallServiceClient::new(channel);
+    pb::call_service_client::CallServiceClient::new(channel)
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_moved_to_the_log_and_loses_nothing() {
+    let server = TestServer::start(Config { subscriber_buffer: 4, ..Config::for_tests() }).await;
+    let mut calls = slow_reader(&server).await;
     let mut slow = Sub::open(&mut calls, live()).await;
     slow.until(pb::CheckpointReason::CaughtUp).await;
     let mut ingest = server.ingest_client().await;
@@ -284,14 +288,7 @@ async fn a_subscriber_that_stops_reading_is_moved_to_the_log_and_loses_nothing()
 async fn a_caught_up_from_beginning_subscriber_whose_cursor_retention_overtook_gets_cursor_expired() {
     let config = Config { subscriber_buffer: 4, retention_max_events: Some(20), ..Config::for_tests() };
     let server = TestServer::start(config).await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
-        .unwrap()
-        .initial_stream_window_size(Some(16 * 1024))
-        .initial_connection_window_size(Some(16 * 1024))
-        .connect()
-        .await
-        .unwrap();
-    let mut calls = pb::call_service_client::CallServiceClient::new(channel);
+    let mut calls = slow_reader(&server).await;
     let mut slow = Sub::open(&mut calls, from_beginning()).await;
     slow.until(pb::CheckpointReason::CaughtUp).await;
     let mut ingest = server.ingest_client().await;
