@@ -689,15 +689,46 @@ fn apply_effects(
     } else {
         merge_facts(call, &draft.facts);
     }
-    let fill = |slot: &mut Option<DateTime<Utc>>| {
-        if slot.is_none() {
-            *slot = Some(when);
-        }
-    };
+    event_effects(call, draft, when, local);
+    queue_effects(call, draft, when);
+    merge_end_detail(call, draft);
+    hold_accounting(call, before, when);
+    end_effects(call, before, when, first);
+}
+
+/// Fills a time the call does not know yet.
+fn fill(slot: &mut Option<DateTime<Utc>>, when: DateTime<Utc>) {
+    if slot.is_none() {
+        *slot = Some(when);
+    }
+}
+
+/// The facts of an end detail (outcome, initiator, reason, durations,
+/// disposition): they win over what the event's type implied.
+fn merge_end_detail(call: &mut Call, draft: &EventDraft) {
+    if let Some(Detail::Ended(e)) = &draft.detail {
+        merge_facts(
+            call,
+            &CallFacts {
+                outcome: e.outcome,
+                hangup_initiator: e.hangup_initiator,
+                end_reason: Some(e.reason.clone()),
+                duration: e.duration,
+                talk_duration: e.talk_duration,
+                disposition: Some(e.disposition.clone()),
+                ..CallFacts::default()
+            },
+        );
+    }
+}
+
+/// What each event type does beyond the state: times, flags, recording,
+/// a transfer under way, transcript and note counts.
+fn event_effects(call: &mut Call, draft: &EventDraft, when: DateTime<Utc>, local: bool) {
     match draft.event_type {
-        EventType::CallStarted => fill(&mut call.started_at),
-        EventType::CallQueued => fill(&mut call.queued_at),
-        EventType::CallConnected => fill(&mut call.answered_at),
+        EventType::CallStarted => fill(&mut call.started_at, when),
+        EventType::CallQueued => fill(&mut call.queued_at, when),
+        EventType::CallConnected => fill(&mut call.answered_at, when),
         EventType::CallMuted => call.muted = true,
         EventType::CallUnmuted => call.muted = false,
         EventType::RecordingStarted | EventType::RecordingResumed => set_recording(call, RecordingState::Active, None),
@@ -709,7 +740,7 @@ fn apply_effects(
             };
             set_recording(call, RecordingState::Ready, url);
         }
-        EventType::WrapUpEnded if !local => fill(&mut call.wrap_up_ended_at),
+        EventType::WrapUpEnded if !local => fill(&mut call.wrap_up_ended_at, when),
         EventType::TransferRequested => {
             if let Some(Detail::Transfer(t)) = &draft.detail {
                 call.transfer_requested = Some(t.clone());
@@ -736,28 +767,13 @@ fn apply_effects(
                 call.notes.push(truncated(text, limits::NOTE_CHARS));
             }
         }
+        EventType::CallMissed => call.outcome = Some(CallOutcome::Missed),
         _ => {}
     }
-    if draft.event_type == EventType::CallMissed {
-        call.outcome = Some(CallOutcome::Missed);
-    }
-    queue_effects(call, draft, when);
-    if let Some(Detail::Ended(e)) = &draft.detail {
-        merge_facts(
-            call,
-            &CallFacts {
-                outcome: e.outcome,
-                hangup_initiator: e.hangup_initiator,
-                end_reason: Some(e.reason.clone()),
-                duration: e.duration,
-                talk_duration: e.talk_duration,
-                disposition: Some(e.disposition.clone()),
-                ..CallFacts::default()
-            },
-        );
-    }
+}
 
-    // Hold accounting follows the state, whatever event moved it.
+/// Hold accounting follows the state, whatever event moved it.
+fn hold_accounting(call: &mut Call, before: CallState, when: DateTime<Utc>) {
     let now_on_hold = call.state == CallState::OnHold;
     if now_on_hold && before != CallState::OnHold {
         call.hold_count += 1;
@@ -767,40 +783,46 @@ fn apply_effects(
     }
     call.on_hold = now_on_hold;
     if call.state == CallState::Connected || call.state == CallState::OnHold {
-        fill(&mut call.answered_at);
+        fill(&mut call.answered_at, when);
     }
-    if matches!(call.state, CallState::WrapUp | CallState::Ended) && before.rank() < call.state.rank() {
-        fill(&mut call.ended_at);
-        if call.state == CallState::Ended {
-            call.muted = false;
-            if call.outcome.is_none() {
-                // After-call work only follows a conversation.
-                let talked = before == CallState::WrapUp;
-                // A leg first seen at its end that lasted (a transferred leg
-                // that arrives only as a hang-up) was not missed: nothing
-                // says it rang unanswered.
-                let lasted = first && call.duration.is_some_and(|d| !d.is_zero());
-                call.outcome = Some(match derive_outcome(call) {
-                    _ if call.handed_on => CallOutcome::Transferred,
-                    _ if talked => CallOutcome::Completed,
-                    CallOutcome::Missed if lasted => CallOutcome::Completed,
-                    derived => derived,
-                });
-            }
-            if let Some(v) = call.queue_visits.last_mut()
-                && v.result.is_none()
-                && call.answered_at.is_none()
-                && call.outcome == Some(CallOutcome::Abandoned)
-            {
-                v.result = Some(QueueResult::Abandoned);
-                v.left_at.get_or_insert(when);
-            }
+}
+
+/// Reaching wrap-up or the end: the end time, the outcome when the vendor
+/// gave none, an abandoned queue visit, the talk time.
+fn end_effects(call: &mut Call, before: CallState, when: DateTime<Utc>, first: bool) {
+    if !(matches!(call.state, CallState::WrapUp | CallState::Ended) && before.rank() < call.state.rank()) {
+        return;
+    }
+    fill(&mut call.ended_at, when);
+    if call.state == CallState::Ended {
+        call.muted = false;
+        if call.outcome.is_none() {
+            // After-call work only follows a conversation.
+            let talked = before == CallState::WrapUp;
+            // A leg first seen at its end that lasted (a transferred leg
+            // that arrives only as a hang-up) was not missed: nothing
+            // says it rang unanswered.
+            let lasted = first && call.duration.is_some_and(|d| !d.is_zero());
+            call.outcome = Some(match derive_outcome(call) {
+                _ if call.handed_on => CallOutcome::Transferred,
+                _ if talked => CallOutcome::Completed,
+                CallOutcome::Missed if lasted => CallOutcome::Completed,
+                derived => derived,
+            });
         }
-        if call.talk_duration.is_none()
-            && let (Some(a), Some(e)) = (call.answered_at, call.ended_at)
+        if let Some(v) = call.queue_visits.last_mut()
+            && v.result.is_none()
+            && call.answered_at.is_none()
+            && call.outcome == Some(CallOutcome::Abandoned)
         {
-            call.talk_duration = (e - a).to_std().ok();
+            v.result = Some(QueueResult::Abandoned);
+            v.left_at.get_or_insert(when);
         }
+    }
+    if call.talk_duration.is_none()
+        && let (Some(a), Some(e)) = (call.answered_at, call.ended_at)
+    {
+        call.talk_duration = (e - a).to_std().ok();
     }
 }
 
