@@ -34,28 +34,22 @@ pub(crate) fn traceparent(metadata: &MetadataMap) -> Option<String> {
 /// Makes the caller's W3C trace context the parent of the RPC's span, so
 /// exported traces continue the bridge's trace (cargo feature `otlp`).
 #[cfg(feature = "otlp")]
-pub(crate) fn link_trace(span: &tracing::Span, metadata: &MetadataMap) {
+pub(crate) fn link_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     use opentelemetry::propagation::Extractor;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    struct Meta<'a>(&'a MetadataMap);
-    impl Extractor for Meta<'_> {
+    struct Headers<'a>(&'a http::HeaderMap);
+    impl Extractor for Headers<'_> {
         fn get(&self, key: &str) -> Option<&str> {
             self.0.get(key).and_then(|v| v.to_str().ok())
         }
         fn keys(&self) -> Vec<&str> {
-            self.0
-                .keys()
-                .filter_map(|k| match k {
-                    tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
-                    tonic::metadata::KeyRef::Binary(_) => None,
-                })
-                .collect()
+            self.0.keys().map(http::HeaderName::as_str).collect()
         }
     }
-    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Meta(metadata)));
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)));
     let _ = span.set_parent(cx);
 }
 
 /// Without the `otlp` feature there is no exported trace to link to.
 #[cfg(not(feature = "otlp"))]
-pub(crate) fn link_trace(_span: &tracing::Span, _metadata: &MetadataMap) {}
+pub(crate) fn link_trace(_span: &tracing::Span, _headers: &http::HeaderMap) {}

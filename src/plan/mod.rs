@@ -395,6 +395,16 @@ fn is_expiry(draft: &EventDraft) -> bool {
     draft.event_type == EventType::CallEnded && draft.facts.outcome == Some(CallOutcome::Expired)
 }
 
+/// The dedup keys [`screen`] reads, in its order: a store that fetches
+/// ahead (NATS) asks for these without knowing how keys are spelled.
+pub fn dedup_keys(batch: &IngestBatch) -> impl Iterator<Item = String> + '_ {
+    let n = &batch.normalized;
+    request_key(batch)
+        .into_iter()
+        .chain(std::iter::once(n.identity.key()))
+        .chain(n.aliases.iter().filter(|a| !a.is_content_hash()).map(|a| a.key()))
+}
+
 /// The dedup key of the request's idempotency key.
 fn request_key(batch: &IngestBatch) -> Option<String> {
     batch.request_id.as_ref().map(|r| format!("req:{r}"))

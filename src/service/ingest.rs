@@ -54,27 +54,9 @@ impl Services {
         if input.payload.is_empty() {
             return Err(ServiceError::invalid("payload", "must not be empty"));
         }
-        for (field, v) in [("request_id", &input.request_id), ("vendor_event_type", &input.vendor_event_type)] {
-            if let Some(v) = v
-                && (v.len() > MAX_KEY_LEN || v.chars().any(char::is_control))
-            {
-                return Err(ServiceError::invalid(
-                    field,
-                    format!("must be at most {MAX_KEY_LEN} printable characters"),
-                ));
-            }
-        }
-        if let Some(a) = &input.agent_id
-            && (a.len() > crate::adapters::MAX_ID_LEN || a.chars().any(char::is_control) || a.trim() != a)
-        {
-            return Err(ServiceError::invalid(
-                "agent_id",
-                format!(
-                    "must be at most {} printable characters without surrounding spaces",
-                    crate::adapters::MAX_ID_LEN
-                ),
-            ));
-        }
+        check_key("request_id", input.request_id.as_deref(), MAX_KEY_LEN, false)?;
+        check_key("vendor_event_type", input.vendor_event_type.as_deref(), MAX_KEY_LEN, false)?;
+        check_key("agent_id", input.agent_id.as_deref(), crate::adapters::MAX_ID_LEN, true)?;
         let started = std::time::Instant::now();
         let mut normalized = self.normalizer.normalize_for(
             input.vendor,
@@ -111,4 +93,18 @@ impl Services {
         }
         Ok(IngestOutput { outcome: result.outcome, vendor, records: result.records })
     }
+}
+
+/// A request field that becomes part of a key: at most `max` printable
+/// characters (`trimmed`: without surrounding spaces either, so that two
+/// relays spelling one agent differently are not two agents).
+fn check_key(field: &str, value: Option<&str>, max: usize, trimmed: bool) -> Result<(), ServiceError> {
+    let Some(v) = value else {
+        return Ok(());
+    };
+    if v.len() <= max && !v.chars().any(char::is_control) && (!trimmed || v.trim() == v) {
+        return Ok(());
+    }
+    let spaces = if trimmed { " without surrounding spaces" } else { "" };
+    Err(ServiceError::invalid(field, format!("must be at most {max} printable characters{spaces}")))
 }

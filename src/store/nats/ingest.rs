@@ -98,11 +98,8 @@ impl StateView for Fetched {
 /// What the plan will certainly read of a batch: its dedup keys and its
 /// drafts' calls or correlation indexes. Fetched in one concurrent round.
 fn first_needs(batch: &IngestBatch) -> Vec<Need> {
-    let n = &batch.normalized;
-    let mut needs: Vec<Need> = batch.request_id.iter().map(|r| Need::Dedup(format!("req:{r}"))).collect();
-    needs.push(Need::Dedup(n.identity.key()));
-    needs.extend(n.aliases.iter().filter(|a| !a.is_content_hash()).map(|a| Need::Dedup(a.key())));
-    for draft in &n.events {
+    let mut needs: Vec<Need> = plan::dedup_keys(batch).map(Need::Dedup).collect();
+    for draft in &batch.normalized.events {
         let need = match &draft.call {
             Some(CallRef::Id(id)) => Need::Call(id.clone()),
             Some(CallRef::Correlate(c)) => Need::Correlated(c.key.clone()),
