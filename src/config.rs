@@ -123,6 +123,14 @@ declare_knobs! {
         nats_password: String, value_name = "PASSWORD", hide_env_values = true;
         /// NATS token.
         nats_token: String, value_name = "TOKEN", hide_env_values = true;
+        /// File holding the NATS user name, instead of --nats-user (a mounted
+        /// Secret key; one trailing newline is ignored).
+        nats_user_file: PathBuf, value_name = "FILE";
+        /// File holding the NATS password, instead of --nats-password, so the
+        /// secret stays out of the process environment.
+        nats_password_file: PathBuf, value_name = "FILE";
+        /// File holding the NATS token, instead of --nats-token.
+        nats_token_file: PathBuf, value_name = "FILE";
         /// NATS credentials file (JWT and NKey seed).
         nats_creds: PathBuf, value_name = "FILE";
         /// CA bundle (PEM) for TLS to NATS.
@@ -312,6 +320,16 @@ pub enum ConfigError {
         /// The parser's message.
         message: String,
     },
+    /// A file named by a `--*-file` knob (a secret) could not be read.
+    #[error("cannot read {flag} {path}: {source}")]
+    SecretFile {
+        /// The knob naming the file.
+        flag: String,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
     /// A value is out of range or inconsistent.
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -343,9 +361,9 @@ impl Config {
             data_dir: k.data_dir,
             nats: NatsOptions {
                 url: k.nats_url.clone().unwrap_or_else(|| DEFAULT_NATS_URL.into()),
-                user: k.nats_user,
-                password: k.nats_password,
-                token: k.nats_token,
+                user: value_or_file("nats-user", k.nats_user, k.nats_user_file)?,
+                password: value_or_file("nats-password", k.nats_password, k.nats_password_file)?,
+                token: value_or_file("nats-token", k.nats_token, k.nats_token_file)?,
                 creds_file: k.nats_creds,
                 ca_file: k.nats_ca,
                 stream: k.nats_stream,
@@ -491,6 +509,26 @@ fn tls_files(
     }
 }
 
+/// A secret given either inline (`--{flag}`) or as a file (`--{flag}-file`,
+/// e.g. a Kubernetes Secret key mounted read-only), never both. The file's
+/// content is the value, without one trailing newline.
+fn value_or_file(flag: &str, value: Option<String>, file: Option<PathBuf>) -> Result<Option<String>, ConfigError> {
+    let Some(path) = file else { return Ok(value) };
+    if value.is_some() {
+        return Err(ConfigError::Invalid(format!("--{flag} and --{flag}-file exclude each other")));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+        flag: format!("--{flag}-file"),
+        path: path.clone(),
+        source,
+    })?;
+    let value = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+    if value.is_empty() {
+        return Err(ConfigError::Invalid(format!("--{flag}-file {} is empty", path.display())));
+    }
+    Ok(Some(value.to_owned()))
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
     toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
@@ -524,6 +562,37 @@ mod tests {
         ));
         let nats = ServeArgs { store: Some(StoreKind::Nats), ..ServeArgs::default() };
         assert!(matches!(Config::load(&nats), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn nats_secrets_are_read_from_files_without_their_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            Some(path)
+        };
+        let args = ServeArgs {
+            store: Some(StoreKind::Nats),
+            nats_url: Some("nats://127.0.0.1:4222".into()),
+            nats_user_file: write("user", "switchboard\n"),
+            nats_password_file: write("password", "p4ss word\r\n"),
+            nats_token_file: write("token", "t0ken"),
+            ..ServeArgs::default()
+        };
+        let nats = Config::load(&args).unwrap().nats;
+        assert_eq!(nats.user.as_deref(), Some("switchboard"));
+        assert_eq!(nats.password.as_deref(), Some("p4ss word"));
+        assert_eq!(nats.token.as_deref(), Some("t0ken"));
+
+        let both = ServeArgs { nats_password: Some("inline".into()), ..args.clone() };
+        let err = Config::load(&both).unwrap_err().to_string();
+        assert!(err.contains("--nats-password and --nats-password-file"), "{err}");
+        let missing = ServeArgs { nats_token_file: Some(dir.path().join("absent")), ..args.clone() };
+        let err = Config::load(&missing).unwrap_err().to_string();
+        assert!(err.contains("--nats-token-file") && err.contains("absent"), "{err}");
+        let empty = ServeArgs { nats_user_file: write("empty", "\n"), ..args };
+        assert!(matches!(Config::load(&empty), Err(ConfigError::Invalid(m)) if m.contains("empty")));
     }
 
     #[test]

@@ -14,6 +14,12 @@ use super::Knobs;
 /// goes into the chart's values and `_config.tpl`, or here.
 const NOT_SET_BY_THE_CHART: &[(&str, &str)] = &[
     ("check-config", "a mode (validate, print, exit), not a setting of a running server"),
+    ("nats-user", "the chart mounts the Secret key as a file named by `nats_user_file`"),
+    (
+        "nats-password",
+        "a secret: the chart mounts it as a file named by `nats_password_file`, never an environment variable",
+    ),
+    ("nats-token", "a secret: the chart mounts it as a file named by `nats_token_file`, never an environment variable"),
     (
         "nats-stream",
         "JetStream naming keeps the server's default; a second release on the same NATS sets \

@@ -32,7 +32,7 @@ KUBE_VERSIONS = ("1.30.0", "1.37.0")
 SERVER_CONFIG_KEYS = frozenset(
     """
     listen metrics_listen health_listen store data_dir nats_url nats_creds nats_user
-    nats_password nats_token nats_ca nats_stream_replicas log_format log_level dedup_window
+    nats_password nats_token nats_user_file nats_password_file nats_token_file nats_ca nats_stream_replicas log_format log_level dedup_window
     retention_max_age retention_max_events retention_interval correlation_window call_idle_timeout
     heartbeat_interval subscriber_buffer max_payload_bytes max_message_bytes
     max_concurrent_streams keepalive_interval keepalive_timeout default_region drain_delay
@@ -146,6 +146,26 @@ class Rendered:
     def test_pod(self) -> dict[str, Any] | None:
         pods = [d for d in self.all("Pod") if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
         return pods[0] if pods else None
+
+    @property
+    def server_policy(self) -> dict[str, Any] | None:
+        """The NetworkPolicy of the server pods (named like the workload), when rendered."""
+        name = self.workload["metadata"]["name"]
+        found = [d for d in self.all("NetworkPolicy") if d["metadata"]["name"] == name]
+        return found[0] if found else None
+
+    def pods(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every pod the rendering creates, whatever its owner: `(kind/name, pod metadata and
+        spec)` of each workload's template, each Job's and CronJob's, and each bare Pod
+        (e.g. the `helm test` hook)."""
+        for doc in self.docs:
+            kind, name = doc["kind"], doc["metadata"]["name"]
+            if kind == "Pod":
+                yield f"{kind}/{name}", doc
+            elif kind == "CronJob":
+                yield f"{kind}/{name}", doc["spec"]["jobTemplate"]["spec"]["template"]
+            elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+                yield f"{kind}/{name}", doc["spec"]["template"]
 
     @property
     def config_text(self) -> str:

@@ -115,7 +115,7 @@ def test_nats_ha_renders_a_deployment_with_hpa_pdb_servicemonitor_networkpolicy_
 
     assert out.one("PodDisruptionBudget")["spec"]["minAvailable"] == 2
     assert out.one("ServiceMonitor")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert out.one("NetworkPolicy")
+    assert out.server_policy
 
     config = out.config
     assert config["store"] == "nats"
@@ -134,18 +134,28 @@ def test_nats_ha_renders_a_deployment_with_hpa_pdb_servicemonitor_networkpolicy_
     assert config["nats_ca"] == "/etc/switchboard/nats/ca.crt"
 
 
-def test_nats_secrets_reach_the_server_as_environment_variables_never_through_the_configmap(
+def test_nats_secrets_reach_the_server_as_mounted_files_never_env_or_the_configmap(
     rendered: dict[str, Rendered],
 ) -> None:
-    out = rendered["ci-nats-ha"]
-    env = {e["name"]: e for e in out.container["env"]}
-    assert env["SWITCHBOARD_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "switchboard-nats", "key": "password"}
-    assert env["SWITCHBOARD_NATS_USER"]["valueFrom"]["secretKeyRef"] == {"name": "switchboard-nats", "key": "user"}
-    for key in ("nats_password", "nats_token", "nats_user"):
-        assert key not in out.config
-    token_env = {e["name"]: e for e in rendered["nats-creds-token"].container["env"]}
-    assert token_env["SWITCHBOARD_NATS_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "token"
-    assert rendered["nats-creds-token"].config["nats_creds"] == "/etc/switchboard/nats/switchboard.creds"
+    nats_dir = "/etc/switchboard/nats"
+    for name, files in {
+        "ci-nats-ha": {"user": "user", "password": "password", "ca.crt": "ca.crt"},
+        "nats-creds-token": {"token": "token", "switchboard.creds": "switchboard.creds", "ca.crt": "ca.crt"},
+    }.items():
+        out = rendered[name]
+        assert not [e for e in out.container.get("env", []) if "valueFrom" in e], "no secret as an environment variable"
+        volume = {v["name"]: v for v in out.pod["spec"]["volumes"]}["nats"]["secret"]
+        assert volume["secretName"] == ("switchboard-nats" if name == "ci-nats-ha" else "nats-auth")
+        assert {i["path"]: i["key"] for i in volume["items"]} == {path: key for key, path in files.items()}
+        mount = {m["name"]: m for m in out.container["volumeMounts"]}["nats"]
+        assert mount == {"name": "nats", "mountPath": nats_dir, "readOnly": True}
+        config = out.config
+        for key in ("nats_password", "nats_token", "nats_user"):
+            assert key not in config
+        for role in ("user", "password", "token"):
+            assert config.get(f"nats_{role}_file") == (f"{nats_dir}/{role}" if role in files.values() else None), role
+    assert rendered["nats-creds-token"].config["nats_creds"] == f"{nats_dir}/switchboard.creds"
+    assert rendered["ci-nats-ha"].config["nats_ca"] == f"{nats_dir}/ca.crt"
 
 
 def test_nats_replicas_prefer_other_nodes_and_spread_across_zones(rendered: dict[str, Rendered]) -> None:
@@ -227,7 +237,7 @@ def test_selectors_match_the_server_pods_and_nothing_else(scenario: Rendered) ->
         assert service["spec"]["selector"] == selector
     if pdb := scenario.maybe("PodDisruptionBudget"):
         assert pdb["spec"]["selector"]["matchLabels"] == selector
-    if policy := scenario.maybe("NetworkPolicy"):
+    if policy := scenario.server_policy:
         assert policy["spec"]["podSelector"]["matchLabels"] == selector
     if monitor := scenario.maybe("ServiceMonitor"):
         chosen = [s for s in scenario.services() if matches(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])]
@@ -256,7 +266,7 @@ def test_ports_agree_between_services_container_probes_config_and_policies(scena
             assert port["targetPort"] == port["name"] and port["targetPort"] in container_ports
     if monitor := scenario.maybe("ServiceMonitor"):
         assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
-    if policy := scenario.maybe("NetworkPolicy"):
+    if policy := scenario.server_policy:
         for rule in policy["spec"]["ingress"]:
             for port in rule["ports"]:
                 assert port["port"] in container_ports
@@ -395,7 +405,7 @@ def test_the_helm_test_hook_runs_the_images_own_health_check_against_the_service
 
 
 def test_the_network_policy_admits_grpc_and_metrics_from_separate_labelled_peers(rendered: dict[str, Rendered]) -> None:
-    policy = rendered["ci-nats-ha"].one("NetworkPolicy")
+    policy = rendered["ci-nats-ha"].server_policy
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     rules = {rule["ports"][0]["port"]: rule["from"] for rule in policy["spec"]["ingress"]}
     assert set(rules) == {"grpc", "health", "metrics"}
@@ -408,7 +418,7 @@ def test_the_network_policy_admits_grpc_and_metrics_from_separate_labelled_peers
     assert rules["metrics"] == [{"podSelector": {}, "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
     test_labels = rendered["ci-nats-ha"].test_pod["metadata"]["labels"]
     assert any(matches(peer["podSelector"].get("matchLabels", {}), test_labels) and "namespaceSelector" not in peer for peer in rules["health"])
-    extra = rendered["sqlite-existing-claim"].one("NetworkPolicy")["spec"]["ingress"][0]["from"]
+    extra = rendered["sqlite-existing-claim"].server_policy["spec"]["ingress"][0]["from"]
     assert extra == [{"podSelector": {}}, {"ipBlock": {"cidr": "10.1.0.0/16"}}]
 
 

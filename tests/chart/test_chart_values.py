@@ -207,7 +207,7 @@ def test_the_server_accepts_the_rendered_config(name: str, tmp_path: Path, rende
     (tmp_path / "auth" / "tokens.toml").write_text(tokens)
     # TLS and NATS files: what the chart's own Secret holds, else a placeholder that exists.
     tls = {k: base64.b64decode(v).decode() for k, v in secrets.get("sb-switchboard-tls", {}).get("data", {}).items()}
-    for key in ("tls_cert", "tls_key", "tls_client_ca", "nats_creds", "nats_ca"):
+    for key in ("tls_cert", "tls_key", "tls_client_ca", "nats_creds", "nats_ca", "nats_user_file", "nats_password_file", "nats_token_file"):
         if match := re.search(rf'^{key} = "([^"]+)"$', text, re.M):
             path = Path(match.group(1))
             path.write_text(tls.get(path.name, f"placeholder for {key}\n"))

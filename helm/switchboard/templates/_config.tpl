@@ -2,7 +2,8 @@
 The server's config file. Keys are the flat `serve` flag names with `_` (the server
 rejects unknown keys). Strings go through toJson, whose escapes are valid TOML; numbers
 through int64, since Helm reads every number as a float. Secrets never appear here: NATS
-passwords and tokens reach the server as SWITCHBOARD_* environment variables.
+user names, passwords, tokens and creds files are mounted from their Secret as read-only files,
+which the config names (nats_*_file, nats_creds).
 */}}
 {{- define "switchboard.configToml" -}}
 {{- $v := .Values -}}
@@ -17,6 +18,15 @@ data_dir = {{ include "switchboard.dataDir" . | toJson }}
 nats_url = {{ $v.nats.url | toJson }}
 {{- if not (kindIs "invalid" $v.nats.streamReplicas) }}
 nats_stream_replicas = {{ $v.nats.streamReplicas | int64 }}
+{{- end }}
+{{- if and $v.nats.existingSecret $v.nats.secretKeys.user }}
+nats_user_file = {{ printf "%s/user" (include "switchboard.natsDir" .) | toJson }}
+{{- end }}
+{{- if and $v.nats.existingSecret $v.nats.secretKeys.password }}
+nats_password_file = {{ printf "%s/password" (include "switchboard.natsDir" .) | toJson }}
+{{- end }}
+{{- if and $v.nats.existingSecret $v.nats.secretKeys.token }}
+nats_token_file = {{ printf "%s/token" (include "switchboard.natsDir" .) | toJson }}
 {{- end }}
 {{- if and $v.nats.existingSecret $v.nats.secretKeys.creds }}
 nats_creds = {{ printf "%s/%s" (include "switchboard.natsDir" .) $v.nats.secretKeys.creds | toJson }}

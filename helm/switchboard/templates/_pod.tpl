@@ -15,8 +15,9 @@ The pod template shared by the StatefulSet (sqlite) and the Deployment (nats).
 {{- define "switchboard.podTemplate" -}}
 {{- $v := .Values -}}
 {{- $natsSecret := and (eq $v.store "nats") $v.nats.existingSecret -}}
-{{- $natsFiles := and $natsSecret (or $v.nats.secretKeys.creds $v.nats.secretKeys.ca) -}}
-{{- $natsEnv := and $natsSecret (or $v.nats.secretKeys.user $v.nats.secretKeys.password $v.nats.secretKeys.token) -}}
+{{- $k := $v.nats.secretKeys -}}
+{{- /* Every NATS secret reaches the server as a read-only file, never as an environment variable. */}}
+{{- $natsFiles := and $natsSecret (or $k.user $k.password $k.token $k.creds $k.ca) -}}
 metadata:
   annotations:
     checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
@@ -64,22 +65,9 @@ spec:
         - name: metrics
           containerPort: {{ $v.containerPorts.metrics }}
           protocol: TCP
-      {{- if or $natsEnv $v.extraEnv }}
+      {{- with $v.extraEnv }}
       env:
-        {{- if $natsEnv }}
-        {{- range $key, $envName := dict "user" "SWITCHBOARD_NATS_USER" "password" "SWITCHBOARD_NATS_PASSWORD" "token" "SWITCHBOARD_NATS_TOKEN" }}
-        {{- with index $v.nats.secretKeys $key }}
-        - name: {{ $envName }}
-          valueFrom:
-            secretKeyRef:
-              name: {{ $v.nats.existingSecret }}
-              key: {{ . }}
-        {{- end }}
-        {{- end }}
-        {{- end }}
-        {{- with $v.extraEnv }}
         {{- toYaml . | nindent 8 }}
-        {{- end }}
       {{- end }}
       {{- with $v.extraEnvFrom }}
       envFrom:
@@ -200,11 +188,18 @@ spec:
         secretName: {{ $v.nats.existingSecret }}
         defaultMode: 0440
         items:
-          {{- with $v.nats.secretKeys.creds }}
+          {{- /* user, password and token under fixed names (named by nats_*_file), the creds file and CA under their keys. */}}
+          {{- range $role := list "user" "password" "token" }}
+          {{- with index $k $role }}
+          - key: {{ . }}
+            path: {{ $role }}
+          {{- end }}
+          {{- end }}
+          {{- with $k.creds }}
           - key: {{ . }}
             path: {{ . }}
           {{- end }}
-          {{- with $v.nats.secretKeys.ca }}
+          {{- with $k.ca }}
           - key: {{ . }}
             path: {{ . }}
           {{- end }}
