@@ -361,7 +361,11 @@ def play(scenario: Scenario, binary: Path, work: Path, report: Report) -> None:
             podman("secret", "rm", name, check=False)
             podman("secret", "create", name, str(path))
             cleanup.callback(podman, "secret", "rm", name, check=False)
-        remove_volumes = lambda: [podman("volume", "rm", "--force", v, check=False) for v in played.volumes]  # noqa: E731
+
+        def remove_volumes() -> None:
+            for volume in played.volumes:
+                podman("volume", "rm", "--force", volume, check=False)
+
         remove_volumes()
         cleanup.callback(remove_volumes)
         cleanup.callback(podman, "kube", "down", str(kube), check=False)
@@ -378,8 +382,9 @@ def check_pod(scenario: Scenario, rendered: Rendered, played: Played, binary: Pa
     health_addr = f"http://127.0.0.1:{ports['health']}"
     readiness = played.readiness_service
 
-    def healthy(addr: str, service: str, *extra: str) -> bool:
-        return switchboard(binary, "health", "--addr", addr, "--service", service, "--timeout", "2s", *extra).returncode == 0
+    def healthy(addr: str, service: str) -> bool:
+        run = switchboard(binary, "health", "--addr", addr, "--service", service, "--timeout", "2s")
+        return run.returncode == 0 and run.stdout.strip() == "SERVING"
 
     def serving_on_health_port() -> str:
         poll("health port SERVING", lambda: healthy(health_addr, ""))
@@ -399,7 +404,7 @@ def check_pod(scenario: Scenario, rendered: Rendered, played: Played, binary: Pa
 
     def api_health() -> str:
         run = switchboard(binary, "health", "--service", readiness, "--timeout", "5s", *client)
-        if run.returncode != 0:
+        if run.returncode != 0 or run.stdout.strip() != "SERVING":
             raise RuntimeError(run.stderr.strip() or run.stdout.strip())
         return run.stdout.strip()
 
