@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use futures_util::Stream;
+use futures_util::{Stream, TryStreamExt};
 use http::header::HeaderName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::transport::Server;
@@ -166,5 +166,6 @@ where
         .add_service(calls);
     #[cfg(feature = "bench")]
     let router = router.add_optional_service(bench);
-    router.serve_with_incoming_shutdown(incoming, shutdown).await
+    // Every connection's flushes wait one scheduler turn (see `coalesce`).
+    router.serve_with_incoming_shutdown(incoming.map_ok(super::coalesce::Coalescing::new), shutdown).await
 }
