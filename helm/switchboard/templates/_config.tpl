@@ -30,6 +30,7 @@ log_level = {{ $c.logLevel | toJson }}
 dedup_window = {{ $c.dedupWindow | toString | toJson }}
 retention_max_age = {{ $c.retention.maxAge | toString | toJson }}
 retention_max_events = {{ $c.retention.maxEvents | int64 }}
+replay_cache_bytes = {{ $c.replayCacheBytes | int64 }}
 retention_interval = {{ $c.retention.interval | toString | toJson }}
 correlation_window = {{ $c.correlationWindow | toString | toJson }}
 call_idle_timeout = {{ $c.callIdleTimeout | toString | toJson }}
