@@ -245,3 +245,25 @@ def test_with_auth_on_the_board_asks_for_a_token_and_keeps_it_in_session_storage
     finally:
         page.close()
         server.stop()
+
+
+def test_the_page_is_served_with_its_headers_and_no_board_turns_it_off():
+    import urllib.error
+    import urllib.request
+
+    on = Server("--store", "memory")
+    off = Server("--store", "memory", "--no-board")
+    try:
+        with urllib.request.urlopen(f"http://{on.addr}/", timeout=10) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+            assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+            assert b"<h1>Call board</h1>" in resp.read()
+        with urllib.request.urlopen(f"http://{on.addr}/board/board.js", timeout=10) as resp:
+            assert resp.headers["Content-Type"] == "text/javascript; charset=utf-8"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://{off.addr}/", timeout=10)
+        assert refused.value.code != 200
+    finally:
+        on.stop()
+        off.stop()
