@@ -10,7 +10,7 @@ import time
 import grpc
 import pytest
 
-from browser import chromium, screenshot, wait_js  # noqa: F401  (fixture)
+from browser import screenshot, wait_js
 from switchboard_process import Server
 
 SF_CALL = "board-sf-1"

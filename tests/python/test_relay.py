@@ -12,7 +12,7 @@ import threading
 import grpc
 import pytest
 
-from browser import ROOT, chromium, wait_js  # noqa: F401  (fixture)
+from browser import ROOT, wait_js
 from switchboard_process import Server
 
 RELAY = ROOT / "clients" / "web" / "dist" / "switchboard-relay.js"
