@@ -267,3 +267,34 @@ def test_the_page_is_served_with_its_headers_and_no_board_turns_it_off():
     finally:
         on.stop()
         off.stop()
+
+
+def test_after_a_restart_that_lost_the_log_the_board_starts_over_from_a_snapshot(stubs, chromium):
+    # The memory store forgets everything on restart: the board's cursor is
+    # then beyond the new log's end (OUT_OF_RANGE, CURSOR_AHEAD), and it must
+    # rebuild from a snapshot instead of showing calls that no longer exist.
+    V = stubs.types
+    server = Server("--store", "memory")
+    page = chromium.new_page()
+    calls = Calls(stubs, server.addr)
+    try:
+        page.goto(f"http://{server.addr}/")
+        page.wait_for_selector("#connection[data-state=live]")
+        calls.ingest(V.VENDOR_SALESFORCE_VOICE, sf("callstarted", callType="inbound", participant="+1 (415) 555-0132"))
+        calls.ingest(V.VENDOR_SALESFORCE_VOICE, sf("callconnected", callType="inbound", participant="+1 (415) 555-0132"))
+        wait_js(page, "() => document.querySelectorAll('#active tbody tr').length === 1")
+        addr = server.addr
+        server.stop()
+        page.wait_for_selector("#connection[data-state=retrying]")
+        server = Server("--store", "memory", listen=addr)
+        calls.close()
+        calls = Calls(stubs, server.addr)
+        page.wait_for_selector("#connection[data-state=live]", timeout=20000)
+        wait_js(page, "() => document.querySelectorAll('#active tbody tr').length === 0")
+        calls.ingest(V.VENDOR_SALESFORCE_VOICE, json.dumps({"type": "callstarted", "detail": {"callId": "after-reset", "callType": "outbound", "participant": "+1 (415) 555-0177"}}).encode())
+        wait_js(page, "() => document.querySelectorAll('#active tbody tr').length === 1")
+        assert rows(page, "active")[0]["customer"] == "+1 (415) 555-0177"
+    finally:
+        calls.close()
+        page.close()
+        server.stop()
