@@ -200,6 +200,9 @@ declare_knobs! {
         otlp_endpoint: String, value_name = "URL";
     }
     switches {
+        /// Do not serve the call board (the page at `GET /` on the gRPC
+        /// port); gRPC and gRPC-Web are served either way.
+        no_board;
         /// Also serve switchboard.bench.v1.BenchService, the no-op baselines
         /// that `switchboard-load` and `scripts/bench` measure against. For
         /// benchmarks only; leave it off in production. Only in builds with
@@ -279,6 +282,8 @@ pub struct Config {
     pub rate_limit_burst: f64,
     /// OTLP trace collector.
     pub otlp_endpoint: Option<String>,
+    /// Serve the call board at `GET /` of the gRPC port (`--no-board` turns it off).
+    pub board: bool,
     /// Serve the benchmark baselines (`switchboard.bench.v1.BenchService`;
     /// cargo feature `bench`).
     #[cfg(feature = "bench")]
@@ -388,6 +393,7 @@ impl Config {
             rate_limit_per_second: k.rate_limit_per_second,
             rate_limit_burst,
             otlp_endpoint: k.otlp_endpoint,
+            board: !k.no_board,
             #[cfg(feature = "bench")]
             enable_bench_service: k.enable_bench_service,
         })

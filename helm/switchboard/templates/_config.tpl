@@ -44,6 +44,7 @@ keepalive_timeout = {{ $c.keepaliveTimeout | toString | toJson }}
 default_region = {{ $c.defaultRegion | toJson }}
 drain_delay = {{ $c.drainDelay | toString | toJson }}
 cors_origins = {{ $c.corsOrigins | toJson }}
+no_board = {{ not $c.board }}
 {{- if not (kindIs "invalid" $c.maxSubscribersPerTenant) }}
 max_subscribers_per_tenant = {{ $c.maxSubscribersPerTenant | int64 }}
 {{- end }}
