@@ -58,6 +58,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(false)
         .build_client(true)
+        // The domain keeps attributes sorted: the same map type converts by
+        // a clone instead of rehashing every pair, and encodes in key order.
+        .btree_map(".switchboard.v1")
         .bytes(".switchboard.v1.IngestRequest.payload")
         .bytes(".switchboard.bench.v1.NoopRequest.payload")
         .bytes(".switchboard.bench.v1.NoopPublishRequest.update")

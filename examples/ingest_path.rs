@@ -16,6 +16,10 @@ use switchboard::hub::Hub;
 use switchboard::store::memory::MemoryStore;
 use switchboard::store::{IngestBatch, IngestOutcome, Store, StoreOptions};
 
+/// The server binary's allocator (`src/main.rs`), so the count is the server's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../benches/support/mod.rs"]
 mod support;
 

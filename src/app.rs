@@ -110,6 +110,7 @@ impl App {
         let hub = Hub::new(config.subscriber_buffer);
         let store = open_store(&config, hub.clone()).await?;
         let phone = PhoneNormalizer::new(&config.default_region).map_err(ConfigError::Invalid)?;
+        PhoneNormalizer::warm_up();
         let services = Arc::new(Services {
             store,
             hub,

@@ -60,7 +60,8 @@ pub use crate::store::nats::{
     DEFAULT_NATS_STREAM_REPLICAS, DEFAULT_NATS_SUBJECT_PREFIX, DEFAULT_NATS_URL,
 };
 pub use crate::store::{
-    DEFAULT_CORRELATION_WINDOW, DEFAULT_DEDUP_WINDOW, DEFAULT_RETENTION_MAX_AGE, DEFAULT_RETENTION_MAX_EVENTS,
+    DEFAULT_CORRELATION_WINDOW, DEFAULT_DEDUP_WINDOW, DEFAULT_REPLAY_CACHE_BYTES, DEFAULT_RETENTION_MAX_AGE,
+    DEFAULT_RETENTION_MAX_EVENTS,
 };
 
 /// `--listen`.
@@ -157,6 +158,9 @@ declare_knobs! {
         retention_max_age: Duration = DEFAULT_RETENTION_MAX_AGE, value_name = "DURATION";
         /// Keep at most this many events; `0` means no limit.
         retention_max_events: u64 = DEFAULT_RETENTION_MAX_EVENTS, value_name = "N";
+        /// Memory (bytes) for the newest committed events, which catching-up
+        /// subscribers read instead of the database (sqlite store); 0 turns it off.
+        replay_cache_bytes: usize = DEFAULT_REPLAY_CACHE_BYTES, value_name = "BYTES";
         /// How often retention runs.
         retention_interval: Duration = DEFAULT_RETENTION_INTERVAL, value_name = "DURATION";
         /// How long an 8x8 agent-panel call (no vendor call id) stays open for correlation without news.
@@ -204,6 +208,9 @@ declare_knobs! {
         otlp_endpoint: String, value_name = "URL";
     }
     switches {
+        /// Do not serve the call board (the page at `GET /` on the gRPC
+        /// port); gRPC and gRPC-Web are served either way.
+        no_board;
         /// Also serve switchboard.bench.v1.BenchService, the no-op baselines
         /// that `switchboard-load` and `scripts/bench` measure against. For
         /// benchmarks only; leave it off in production. Only in builds with
@@ -241,6 +248,8 @@ pub struct Config {
     pub retention_max_age: Option<Duration>,
     /// Retention by count.
     pub retention_max_events: Option<u64>,
+    /// Memory for the replay tail (`--replay-cache-bytes`).
+    pub replay_cache_bytes: usize,
     /// Retention pass interval.
     pub retention_interval: Duration,
     /// 8x8 agent-panel correlation window.
@@ -281,6 +290,8 @@ pub struct Config {
     pub rate_limit_burst: f64,
     /// OTLP trace collector.
     pub otlp_endpoint: Option<String>,
+    /// Serve the call board at `GET /` of the gRPC port (`--no-board` turns it off).
+    pub board: bool,
     /// Serve the benchmark baselines (`switchboard.bench.v1.BenchService`;
     /// cargo feature `bench`).
     #[cfg(feature = "bench")]
@@ -379,6 +390,7 @@ impl Config {
             dedup_window: k.dedup_window,
             retention_max_age: Some(k.retention_max_age).filter(|d| !d.is_zero()),
             retention_max_events: Some(k.retention_max_events).filter(|n| *n > 0),
+            replay_cache_bytes: k.replay_cache_bytes,
             retention_interval: k.retention_interval,
             correlation_window: k.correlation_window,
             call_idle_timeout: Some(k.call_idle_timeout).filter(|d| !d.is_zero()),
@@ -399,6 +411,7 @@ impl Config {
             rate_limit_per_second: k.rate_limit_per_second,
             rate_limit_burst,
             otlp_endpoint: k.otlp_endpoint,
+            board: !k.no_board,
             #[cfg(feature = "bench")]
             enable_bench_service: k.enable_bench_service,
         })
@@ -411,6 +424,7 @@ impl Config {
             correlation_window: self.correlation_window,
             retention_max_age: self.retention_max_age,
             retention_max_events: self.retention_max_events,
+            replay_cache_bytes: self.replay_cache_bytes,
         }
     }
 

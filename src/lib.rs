@@ -23,6 +23,8 @@
 //!   and metrics, and the one place errors become statuses.
 //! * [`app`]: builds and runs the server; `main` only wires the [`cli`].
 //! * [`clock`]: time as an input, passed in through the app builder.
+//! * [`board`]: the call board page and its embedded assets, served by
+//!   [`grpc`] on `GET /`.
 //!
 //! # The flow of one `Ingest` (DESIGN §1)
 //!
@@ -40,6 +42,7 @@
 pub mod adapters;
 pub mod app;
 pub mod auth;
+pub mod board;
 pub mod cli;
 pub mod clock;
 pub mod codec;

@@ -10,6 +10,13 @@ use clap::Parser;
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
+/// mimalloc otherwise: glibc's malloc and free were a third of the
+/// instructions of an ingest (BENCHMARKS.md, S12), mimalloc's thread-local
+/// free lists cost a fraction of that.
+#[cfg(not(feature = "dhat-heap"))]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     #[cfg(feature = "dhat-heap")]
     let profiler = dhat::Profiler::new_heap();

@@ -287,6 +287,11 @@ pub fn required_object<'a>(payload: &'a Value, field: &str) -> Result<&'a Value,
 /// Deserializes a typed vendor struct from a JSON value, reporting the JSON
 /// path of the first bad field. `prefix` is the path of `value` itself.
 pub fn from_value<'de, T: serde::Deserialize<'de>>(value: &'de Value, prefix: &str) -> Result<T, AdapterError> {
+    // Tracking the path costs a third of the deserialization: only a payload
+    // that fails pays for it, on a second pass that names the field.
+    if let Ok(t) = T::deserialize(value) {
+        return Ok(t);
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let inner = e.path().to_string();
         let field = match (prefix.is_empty(), inner == ".") {

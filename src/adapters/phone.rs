@@ -50,6 +50,18 @@ impl PhoneNormalizer {
             .map_err(|_| format!("unknown region code {region:?} (expected an ISO 3166 alpha-2 code such as US)"))
     }
 
+    /// Loads libphonenumber's metadata (parsed on first use: a fraction of a
+    /// second in a release build, seconds in a debug one) on a thread of its
+    /// own, so that the first Ingest with a number does not wait for it.
+    pub fn warm_up() {
+        let spawned = std::thread::Builder::new().name("switchboard-phone-metadata".into()).spawn(|| {
+            let _ = phonenumber::parse(None, "+14155550100").map(|n| phonenumber::is_valid(&n));
+        });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "phone metadata loads on first use instead");
+        }
+    }
+
     /// The E.164 form of `raw`, when it is a valid phone number.
     pub fn e164(&self, raw: &str) -> Option<String> {
         let raw = raw.trim();

@@ -155,7 +155,7 @@ pub fn call_event(e: &CallEvent) -> pb::CallEvent {
         queue_id: e.queue_id.clone(),
         media: num(e.media, |m| m.number()),
         detail: e.detail.as_ref().map(detail),
-        attributes: e.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        attributes: e.attributes.clone(),
     }
 }
 
@@ -193,7 +193,7 @@ pub fn call(c: &Call) -> pb::Call {
         end_reason: c.end_reason.clone(),
         hangup_initiator: num(c.hangup_initiator, |r| r.number()),
         media: num(c.media, |m| m.number()),
-        attributes: c.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        attributes: c.attributes.clone(),
         previous_call_id: c.previous_call_id.clone(),
         queue_name: c.queue_name.clone(),
         queue_visits: c.queue_visits.iter().map(queue_visit).collect(),
@@ -270,7 +270,7 @@ pub fn call_from_pb(c: &pb::Call) -> Call {
         end_reason: c.end_reason.clone(),
         hangup_initiator: domain::PartyRole::from_number(c.hangup_initiator),
         media: domain::Media::from_number(c.media),
-        attributes: c.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        attributes: c.attributes.clone(),
         vendor_order: None,
         last_vendor_time: None,
         correlation_key: None,

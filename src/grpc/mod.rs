@@ -6,6 +6,7 @@ pub mod access;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod calls;
+pub mod coalesce;
 pub mod ingest;
 pub mod json;
 pub mod rpc;

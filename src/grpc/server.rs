@@ -1,12 +1,14 @@
 //! Assembles the gRPC server: our two services plus `grpc.health.v1`,
 //! reflection (v1 and v1alpha, for grpcurl and friends), gRPC-Web with CORS
-//! for browser relays, keepalive and message-size limits.
+//! for browser relays, keepalive and message-size limits, and the call
+//! board's page on plain HTTP `GET /` ([`crate::board`]).
 
 use std::sync::Arc;
 
-use futures_util::Stream;
+use futures_util::{Stream, TryStreamExt};
 use http::header::HeaderName;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::Connected;
 use tonic_health::pb::health_server::{Health, HealthServer};
@@ -23,6 +25,7 @@ use super::calls::CallApi;
 use super::ingest::IngestApi;
 use super::rpc::RpcLayer;
 use crate::auth::Authenticator;
+use crate::board::BoardLayer;
 use crate::codec::proto::{self, v1 as pb};
 use crate::config::Config;
 use crate::service::Services;
@@ -149,6 +152,18 @@ where
         pb::call_service_server::CallServiceServer::new(CallApi::new(services, limiter)).max_decoding_message_size(max),
         AuthInterceptor::new(auth),
     );
+    let mut routes = Routes::builder();
+    routes
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ingest)
+        .add_service(calls);
+    #[cfg(feature = "bench")]
+    if let Some(bench) = bench {
+        routes.add_service(bench);
+    }
+    let routes = routes.routes();
     let router = Server::builder()
         .accept_http1(true)
         .tcp_nodelay(true)
@@ -156,15 +171,11 @@ where
         .http2_keepalive_timeout(Some(config.keepalive_timeout))
         .max_concurrent_streams(Some(config.max_concurrent_streams))
         .layer(cors(&config.cors_origins))
+        .layer(BoardLayer::new(config.board))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(RpcLayer)
         .trace_fn(super::rpc::span)
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(ingest)
-        .add_service(calls);
-    #[cfg(feature = "bench")]
-    let router = router.add_optional_service(bench);
-    router.serve_with_incoming_shutdown(incoming, shutdown).await
+        .add_routes(routes);
+    // Every connection's flushes wait one scheduler turn (see `coalesce`).
+    router.serve_with_incoming_shutdown(incoming.map_ok(super::coalesce::Coalescing::new), shutdown).await
 }

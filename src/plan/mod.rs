@@ -256,16 +256,17 @@ impl<'b> Planning<'b> {
         let n = &batch.normalized;
         let tenant = batch.tenant.as_str();
         let draft = &n.events[index];
-        let mut ctx = ApplyContext {
+        let ctx = |event_id| ApplyContext {
             tenant_id: tenant,
             vendor: n.vendor,
             vendor_event_type: &n.vendor_event_type,
             received_at: batch.received_at,
             bridge_received_at: batch.bridge_received_at,
-            event_id: event_id(tenant, n.vendor, &self.identity_key, draft.event_type, index),
+            event_id,
         };
+        let event_id_of = |key: &str| event_id(tenant, n.vendor, key, draft.event_type, index);
         let Some(call_ref) = &draft.call else {
-            let event = lifecycle::agent_event(draft, &ctx);
+            let event = lifecycle::agent_event(draft, &ctx(event_id_of(&self.identity_key)));
             return Ok(Step::Event { event: Box::new(event), call: None, based_on: 0 });
         };
         let (call_id, existing) = correlate::resolve(batch, call_ref, draft, view, &self.local, windows)?;
@@ -276,13 +277,16 @@ impl<'b> Planning<'b> {
             // it idle: it stays as it is.
             return Ok(Step::Repeat);
         }
-        if n.identity.is_content_hash() {
+        let event_id = if n.identity.is_content_hash() {
             // The same content may legitimately recur (hold, resume, hold):
             // "the same vendor event" is the same content at the same point
             // of the call, so the call's position is part of the event id.
             let at = existing.as_ref().map_or(0, |c| c.call_sequence);
-            ctx.event_id = event_id(tenant, n.vendor, &format!("{}@{at}", self.identity_key), draft.event_type, index);
-        }
+            event_id_of(&format!("{}@{at}", self.identity_key))
+        } else {
+            event_id_of(&self.identity_key)
+        };
+        let ctx = ctx(event_id);
         let based_on = existing.as_ref().map_or(0, |c| c.last_sequence);
         Ok(match lifecycle::apply(existing, &call_id, draft, &ctx) {
             Applied::Duplicate => Step::Repeat,

@@ -15,6 +15,7 @@
 pub mod memory;
 pub mod nats;
 pub mod sqlite;
+pub mod tail;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,6 +154,9 @@ pub struct StoreOptions {
     pub retention_max_age: Option<Duration>,
     /// At most this many events are kept (`None`: no count limit).
     pub retention_max_events: Option<u64>,
+    /// Memory for the newest committed records, which catching-up
+    /// subscribers read instead of the database (sqlite; 0 turns it off).
+    pub replay_cache_bytes: usize,
 }
 
 impl StoreOptions {
@@ -168,6 +172,9 @@ pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_RETENTION_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// `--retention-max-events` (0: no limit).
 pub const DEFAULT_RETENTION_MAX_EVENTS: u64 = 0;
+/// `--replay-cache-bytes`: the newest 64 MiB of the log (about 100,000
+/// events) stay in memory for catch-ups.
+pub const DEFAULT_REPLAY_CACHE_BYTES: usize = 64 << 20;
 /// How long an agent-panel call stays open for correlation (`--correlation-window`).
 pub const DEFAULT_CORRELATION_WINDOW: Duration = Duration::from_secs(4 * 3600);
 
@@ -179,6 +186,7 @@ impl Default for StoreOptions {
             correlation_window: DEFAULT_CORRELATION_WINDOW,
             retention_max_age: Some(DEFAULT_RETENTION_MAX_AGE).filter(|d| !d.is_zero()),
             retention_max_events: Some(DEFAULT_RETENTION_MAX_EVENTS).filter(|n| *n > 0),
+            replay_cache_bytes: DEFAULT_REPLAY_CACHE_BYTES,
         }
     }
 }

@@ -25,6 +25,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
+use super::tail::Tail;
 use super::{
     CallQuery, EntryCounts, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot,
     StateFilter, Store, StoreError, StoreOptions,
@@ -109,6 +110,8 @@ struct Shared {
     closed: AtomicBool,
     /// Calls in the writer's cache (for [`Store::entry_counts`]).
     cached_calls: AtomicU64,
+    /// The newest committed records, for catching-up readers.
+    tail: Tail,
 }
 
 /// The SQLite store.
@@ -194,11 +197,14 @@ impl SqliteStore {
         }
         let bounds = read_bounds(&conn)?;
         hub.set_head(bounds.last);
+        let tail = Tail::new(opts.replay_cache_bytes, bounds.last);
+        warm_tail(&conn, &tail)?;
         let shared = Arc::new(Shared {
             bounds: Mutex::new(bounds),
             healthy: AtomicBool::new(true),
             closed: AtomicBool::new(false),
             cached_calls: AtomicU64::new(0),
+            tail,
         });
         let (tx, rx) = mpsc::sync_channel(MAX_GROUP * 4);
         let writer =
@@ -313,6 +319,28 @@ fn call_from_json(json: &str) -> Result<Call, StoreError> {
     Ok(serde_json::from_str(json)?)
 }
 
+/// Fills the replay tail with the newest events on disk, so that catch-ups
+/// right after a restart read memory too.
+fn warm_tail(conn: &Connection, tail: &Tail) -> Result<(), StoreError> {
+    if tail.budget() == 0 {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare(&format!("SELECT {RECORD_COLUMNS} FROM events ORDER BY seq DESC"))?;
+    let mut rows = stmt.query([])?;
+    let mut newest_first = Vec::new();
+    let mut bytes = 0;
+    while let Some(row) = rows.next()? {
+        let record = row_record(row)?;
+        bytes += record.frame().len();
+        if bytes > tail.budget() {
+            break;
+        }
+        newest_first.push(Arc::new(record));
+    }
+    tail.warm(newest_first);
+    Ok(())
+}
+
 fn check_cursor(shared: &Shared, after: u64) -> Result<(), StoreError> {
     let b = *shared.bounds.lock().unwrap_or_else(|p| p.into_inner());
     if after < b.pruned_through {
@@ -329,6 +357,11 @@ impl Store for SqliteStore {
 
     async fn read(&self, tenant: &TenantId, after: u64, limit: usize) -> Result<Vec<Arc<Record>>, StoreError> {
         check_cursor(&self.shared, after)?;
+        if let Some(records) = self.shared.tail.read(tenant.as_str(), after, limit) {
+            // Retention may have run between the check and the read.
+            check_cursor(&self.shared, after)?;
+            return Ok(records);
+        }
         let tenant = tenant.as_str().to_string();
         let shared = self.shared.clone();
         self.with_reader(move |conn| {
@@ -679,6 +712,7 @@ impl Writer {
                 self.shared.cached_calls.store(self.cache.calls.len() as u64, Ordering::Release);
                 let to_publish: Vec<Arc<Record>> =
                     results.iter().filter(|p| p.publish).flat_map(|p| p.records.iter().cloned()).collect();
+                self.shared.tail.push(&to_publish);
                 self.hub.publish(&to_publish);
                 metrics::histogram!("switchboard_store_commit_seconds", "store" => "sqlite")
                     .record(started.elapsed().as_secs_f64());
@@ -847,6 +881,7 @@ impl Writer {
                 *self.shared.bounds.lock().unwrap_or_else(|p| p.into_inner()) = before;
                 return Err(e.into());
             }
+            self.shared.tail.trim_through(to);
             self.cache.calls.retain(|_, c| c.state.is_active() || c.last_sequence > to);
             self.shared.cached_calls.store(self.cache.calls.len() as u64, Ordering::Release);
             stats.more = to < cutoff;

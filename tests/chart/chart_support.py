@@ -37,7 +37,7 @@ SERVER_CONFIG_KEYS = frozenset(
     heartbeat_interval subscriber_buffer max_payload_bytes max_message_bytes
     max_concurrent_streams keepalive_interval keepalive_timeout default_region drain_delay
     cors_origins auth_file tls_cert tls_key tls_client_ca max_subscribers_per_tenant
-    rate_limit_per_second rate_limit_burst
+    rate_limit_per_second rate_limit_burst no_board
     """.split()
 )
 

@@ -8,6 +8,7 @@ import tempfile
 
 import pytest
 
+from browser import chromium  # noqa: F401  (the session's one headless Chromium, for the board and relay tests)
 from switchboard_process import Server
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -14,11 +14,12 @@ def switchboard_bin() -> str:
 
 
 class Server:
-    """A `switchboard serve` child process; `addr` is host:port."""
+    """A `switchboard serve` child process; `addr` is host:port. `listen`
+    picks the port (a restart on the same port: pass the old `addr`)."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, listen: str = "127.0.0.1:0"):
         self.proc = subprocess.Popen(
-            [switchboard_bin(), "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-format", "json", *args],
+            [switchboard_bin(), "serve", "--listen", listen, "--metrics-listen", "127.0.0.1:0", "--log-format", "json", *args],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,

@@ -40,6 +40,7 @@ log_level = {{ $c.logLevel | toJson }}
 dedup_window = {{ $c.dedupWindow | toString | toJson }}
 retention_max_age = {{ $c.retention.maxAge | toString | toJson }}
 retention_max_events = {{ $c.retention.maxEvents | int64 }}
+replay_cache_bytes = {{ $c.replayCacheBytes | int64 }}
 retention_interval = {{ $c.retention.interval | toString | toJson }}
 correlation_window = {{ $c.correlationWindow | toString | toJson }}
 call_idle_timeout = {{ $c.callIdleTimeout | toString | toJson }}
@@ -53,6 +54,7 @@ keepalive_timeout = {{ $c.keepaliveTimeout | toString | toJson }}
 default_region = {{ $c.defaultRegion | toJson }}
 drain_delay = {{ $c.drainDelay | toString | toJson }}
 cors_origins = {{ $c.corsOrigins | toJson }}
+no_board = {{ not $c.board }}
 {{- if not (kindIs "invalid" $c.maxSubscribersPerTenant) }}
 max_subscribers_per_tenant = {{ $c.maxSubscribersPerTenant | int64 }}
 {{- end }}
