@@ -85,6 +85,45 @@ impl Record {
         Record { sequence, tenant, received_at, meta, frame, update_offset }
     }
 
+    /// Rebuilds a record from its encoded `CallUpdate` alone (a log that
+    /// keeps only the bytes and the columns its indexes need): decodes just
+    /// the fields filters look at and skips the rest by their headers, so a
+    /// replay pays for neither the parties nor the details it passes on
+    /// unread.
+    pub fn from_stored(
+        sequence: u64,
+        tenant: String,
+        received_at: DateTime<Utc>,
+        update: &[u8],
+    ) -> Result<Record, RecordError> {
+        let m = MetaUpdate::decode(update)?;
+        let (event, call) = (m.event.ok_or(RecordError::NoEvent)?, m.call.unwrap_or_default());
+        let meta = meta(MetaParts {
+            call_id: event.call_id,
+            conversation_id: event.conversation_id,
+            event_type: event.event_type,
+            vendor: event.vendor,
+            direction: event.direction,
+            call_direction: call.direction,
+            agent_id: event.agent_id,
+            agent_ids: call.agent_ids,
+            queue_id: event.queue_id,
+            call_queue_id: call.queue_id,
+        });
+        Ok(Record::from_parts(sequence, tenant, received_at, meta, update))
+    }
+
+    /// The encoded `Call` of the update (its one `call` field), when it has
+    /// exactly one: a store that keeps the call state beside the log copies
+    /// these bytes instead of encoding the call again.
+    pub fn call_bytes(&self) -> Option<Bytes> {
+        let update = self.frame.slice(self.update_offset..);
+        match field_ranges(&update, 2).ok()?.as_slice() {
+            [one] => Some(update.slice(one.clone())),
+            _ => None,
+        }
+    }
+
     /// The encoded `SubscribeResponse` to stream.
     pub fn frame(&self) -> &Bytes {
         &self.frame
@@ -107,6 +146,47 @@ impl Record {
         }
         Ok(parts)
     }
+}
+
+/// The fields of a `CallUpdate` that [`EventMeta`] needs, with the tags of
+/// `proto/switchboard/v1/call_event.proto` (`record_meta_matches_full_decode`
+/// checks them against the generated code); prost skips every other field.
+#[derive(Clone, PartialEq, Message)]
+struct MetaUpdate {
+    #[prost(message, optional, tag = "1")]
+    event: Option<MetaEvent>,
+    #[prost(message, optional, tag = "2")]
+    call: Option<MetaCall>,
+}
+
+/// `CallEvent`'s filter fields.
+#[derive(Clone, PartialEq, Message)]
+struct MetaEvent {
+    #[prost(string, tag = "5")]
+    call_id: String,
+    #[prost(string, tag = "6")]
+    conversation_id: String,
+    #[prost(int32, tag = "7")]
+    event_type: i32,
+    #[prost(int32, tag = "10")]
+    vendor: i32,
+    #[prost(int32, tag = "12")]
+    direction: i32,
+    #[prost(string, tag = "15")]
+    agent_id: String,
+    #[prost(string, tag = "16")]
+    queue_id: String,
+}
+
+/// `Call`'s filter fields.
+#[derive(Clone, PartialEq, Message)]
+struct MetaCall {
+    #[prost(int32, tag = "5")]
+    direction: i32,
+    #[prost(string, repeated, tag = "9")]
+    agent_ids: Vec<String>,
+    #[prost(string, tag = "10")]
+    queue_id: String,
 }
 
 /// Wraps encoded `CallUpdate` bytes into an encoded `SubscribeResponse`
@@ -230,6 +310,37 @@ mod tests {
             event.merge(p).unwrap();
         }
         assert_eq!((event.call_id.as_str(), event.call_sequence, event.sequence), ("sf:x", 3, 42));
+    }
+
+    #[test]
+    fn record_meta_matches_full_decode() {
+        let update = pb::CallUpdate {
+            event: Some(pb::CallEvent {
+                call_id: "sf:x".into(),
+                conversation_id: "conv".into(),
+                r#type: EventType::CallHeld.number(),
+                vendor: Vendor::SalesforceVoice.number(),
+                direction: 0,
+                agent_id: "ann".into(),
+                queue_id: "".into(),
+                tenant_id: "t".into(),
+                ..Default::default()
+            }),
+            call: Some(pb::Call {
+                call_id: "sf:x".into(),
+                direction: Direction::Outbound.number(),
+                agent_ids: vec!["bob".into()],
+                queue_id: "q".into(),
+                ..Default::default()
+            }),
+        };
+        let bytes = update.encode_to_vec();
+        let full = Record::from_update(7, &update, &bytes).unwrap();
+        let light = Record::from_stored(7, "t".into(), full.received_at, &bytes).unwrap();
+        assert_eq!(light.meta, full.meta);
+        assert_eq!((light.update_bytes(), light.frame()), (full.update_bytes(), full.frame()));
+        assert_eq!(light.call_bytes().unwrap(), update.call.unwrap().encode_to_vec());
+        assert!(Record::from_stored(7, "t".into(), full.received_at, &[0x12, 0x00]).is_err(), "no event");
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod conformance;
 mod durability;
 mod errors;
 mod ingest;
+mod migration;
 mod ops;
 mod query;
 mod replicas;

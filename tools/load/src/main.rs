@@ -10,6 +10,7 @@
 //! summary line (see `scenarios`); `scripts/bench` collects them.
 
 mod client;
+mod footprint;
 mod payloads;
 mod procs;
 mod scenarios;
@@ -148,6 +149,19 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// S13: the sqlite store's bytes on disk per event vs the encoded
+    /// `CallUpdate` bytes per event (`--workload single`: S13b).
+    S13 {
+        /// `mix8`: Salesforce calls of eight events; `single`: one event each.
+        #[arg(long, value_enum, default_value = "mix8")]
+        workload: footprint::Workload,
+        /// Calls to ingest.
+        #[arg(long, default_value_t = 10_000)]
+        calls: u64,
+        /// Calls in flight (each call's events in order).
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
     /// soak: RSS growth per thousand events under sustained Ingest of whole
     /// calls with retention bounding the log (BENCHMARKS.md, "Memory under
     /// sustained ingest"). Long: not part of the short suite.
@@ -268,6 +282,9 @@ async fn run(cli: Cli) -> anyhow::Result<scenarios::Summary> {
             scenarios::slow(&ctx, fixtures, subscribers, slow_percent, rate, stall).await
         }
         Scenario::S8 { data_dir, events } => scenarios::replay(&ctx, fixtures, data_dir, events).await,
+        Scenario::S13 { workload, calls, concurrency } => {
+            footprint::footprint(&ctx, fixtures, workload, calls, concurrency).await
+        }
         Scenario::S10 { concurrency } => scenarios::jetstream(&ctx, fixtures, concurrency).await,
         Scenario::S10b { rate, subscribers } => scenarios::jetstream_e2e(&ctx, fixtures, rate, subscribers).await,
         Scenario::Soak {

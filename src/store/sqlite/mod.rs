@@ -10,9 +10,15 @@
 //! `kill -9` loses nothing that was acknowledged. Reads use a small pool of
 //! read-only connections; WAL gives each read transaction a consistent view.
 //!
-//! Inspect it with the `sqlite3` shell: `events` (the log; `update_pb` is the
-//! protobuf `CallUpdate`), `calls` (`call_json` is the call state), `dedup`,
-//! `meta`.
+//! The layout ([`schema`]) keeps each fact once in rows sized for their
+//! tables; [`rows`] holds the stored forms, [`migrate`] brings files of
+//! older builds to the current layout on open. Inspect it with the `sqlite3`
+//! shell: `events` (the log; `update_pb` is the protobuf `CallUpdate`),
+//! `calls` (`call_pb` is the protobuf `Call`), `dedup` (hashed keys), `meta`.
+
+mod migrate;
+mod rows;
+mod schema;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +27,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
@@ -30,9 +36,10 @@ use super::{
     CallQuery, EntryCounts, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot,
     StateFilter, Store, StoreError, StoreOptions,
 };
-use crate::domain::{Call, CallState, Direction, EventMeta, EventType, TenantId, Vendor};
+use crate::domain::{Call, Direction, TenantId, Vendor};
 use crate::hub::Hub;
 use crate::plan::{self, DedupEntry, StateView};
+use rows::{SEP, from_micros, micros};
 
 /// Most ingests committed in one transaction.
 pub const MAX_GROUP: usize = 512;
@@ -44,56 +51,6 @@ const CALL_CACHE_LIMIT: usize = 100_000;
 const READER_MMAP_BYTES: i64 = 1 << 30;
 /// A reader's page cache, negative meaning KiB (SQLite's `cache_size`).
 const READER_CACHE_KIB: i64 = -16 * 1024;
-/// The on-disk schema this build reads and writes.
-const SCHEMA_VERSION: i64 = 1;
-/// Separates agent ids in one column (never part of an id).
-const SEP: char = '\u{1f}';
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    call_id TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    vendor INTEGER NOT NULL,
-    direction INTEGER,
-    agent_ids TEXT NOT NULL,
-    queue_id TEXT NOT NULL,
-    received_at INTEGER NOT NULL,
-    event_id TEXT NOT NULL,
-    update_pb BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_tenant ON events (tenant, seq);
-CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);
-CREATE TABLE IF NOT EXISTS calls (
-    tenant TEXT NOT NULL,
-    call_id TEXT NOT NULL,
-    first_seq INTEGER NOT NULL,
-    last_seq INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    vendor INTEGER NOT NULL,
-    direction INTEGER,
-    queue_id TEXT NOT NULL,
-    agent_ids TEXT NOT NULL,
-    correlation_key TEXT,
-    updated_at INTEGER NOT NULL,
-    call_json TEXT NOT NULL,
-    PRIMARY KEY (tenant, call_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS calls_by_start ON calls (tenant, first_seq);
-CREATE INDEX IF NOT EXISTS calls_ended ON calls (last_seq) WHERE state = 'ENDED';
-CREATE INDEX IF NOT EXISTS calls_by_correlation ON calls (tenant, correlation_key, last_seq) WHERE correlation_key IS NOT NULL;
-CREATE TABLE IF NOT EXISTS dedup (
-    tenant TEXT NOT NULL,
-    key TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    entry_json TEXT NOT NULL,
-    PRIMARY KEY (tenant, key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dedup_by_time ON dedup (created_at);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-";
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -121,14 +78,6 @@ pub struct SqliteStore {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
-}
-
-fn micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
-fn from_micros(us: i64) -> DateTime<Utc> {
-    Utc.timestamp_micros(us).single().unwrap_or_default()
 }
 
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -183,18 +132,8 @@ impl SqliteStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("switchboard.db");
-        let conn = open_connection(&path, false)?;
-        conn.execute_batch(SCHEMA)?;
-        match meta_get(&conn, "schema_version")?.and_then(|v| v.parse::<i64>().ok()) {
-            None => meta_set(&conn, "schema_version", &SCHEMA_VERSION.to_string())?,
-            Some(v) if v == SCHEMA_VERSION => {}
-            Some(v) => {
-                return Err(StoreError::Corrupt(format!(
-                    "{} has schema version {v}; this build reads {SCHEMA_VERSION}",
-                    path.display()
-                )));
-            }
-        }
+        let mut conn = open_connection(&path, false)?;
+        schema::prepare(&mut conn, &path)?;
         let bounds = read_bounds(&conn)?;
         hub.set_head(bounds.last);
         let tail = Tail::new(opts.replay_cache_bytes, bounds.last);
@@ -291,32 +230,81 @@ impl ReaderPool {
     }
 }
 
-fn row_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
-    // Borrowed reads where the value is parsed or copied anyway (replays
-    // turn every row into a record).
-    let text = |i: usize| r.get_ref(i).and_then(|v| v.as_str().map_err(rusqlite::Error::from));
-    let seq: i64 = r.get(0)?;
-    let vendor: i32 = r.get(5)?;
-    let direction: Option<i32> = r.get(6)?;
-    let received: i64 = r.get(9)?;
-    let meta = EventMeta {
-        call_id: r.get(2)?,
-        conversation_id: r.get(3)?,
-        event_type: EventType::from_name(text(4)?),
-        vendor: Vendor::from_number(vendor),
-        direction: direction.and_then(Direction::from_number),
-        agent_ids: text(7)?.split(SEP).filter(|s| !s.is_empty()).map(str::to_string).collect(),
-        queue_id: r.get(8)?,
-    };
-    let update = r.get_ref(10)?.as_blob().map_err(rusqlite::Error::from)?;
-    Ok(Record::from_parts(seq as u64, r.get(1)?, from_micros(received), meta, update))
+const RECORD_COLUMNS: &str = "seq, tenant, received_at, update_pb";
+
+fn row_record(r: &rusqlite::Row<'_>) -> Result<Record, StoreError> {
+    let update = r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+    rows::load_record(r.get(0)?, r.get(1)?, r.get(2)?, update)
 }
 
-const RECORD_COLUMNS: &str =
-    "seq, tenant, call_id, conversation_id, event_type, vendor, direction, agent_ids, queue_id, received_at, update_pb";
+/// The columns [`row_call`] reads.
+const CALL_COLUMNS: &str = "first_seq, correlation_key, first_received_at, call_pb, bookkeeping";
 
-fn call_from_json(json: &str) -> Result<Call, StoreError> {
-    Ok(serde_json::from_str(json)?)
+fn row_call(r: &rusqlite::Row<'_>) -> Result<Call, StoreError> {
+    let columns = rows::CallColumns {
+        first_sequence: r.get::<_, i64>(0)? as u64,
+        correlation_key: r.get(1)?,
+        first_received_at: r.get(2)?,
+    };
+    let call_pb = r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+    let bookkeeping = r.get_ref(4)?.as_str_or_null().map_err(rusqlite::Error::from)?;
+    rows::load_call(call_pb, bookkeeping, columns)
+}
+
+/// Every row of a query through `f` (rusqlite's `query_map` wants the
+/// closure's error to be its own).
+fn collect_rows<T>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    f: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(f(r)?);
+    }
+    Ok(out)
+}
+
+/// Inserts or rewrites a call's row. `wire` is the call's encoded
+/// `pb::Call` when the caller has it (the record of the event that produced
+/// this state).
+fn upsert_call(tx: &Transaction<'_>, tenant: &str, call: &Call, wire: Option<&[u8]>) -> Result<(), StoreError> {
+    let stored = rows::store_call(call, wire)?;
+    tx.prepare_cached(
+        "INSERT INTO calls (first_seq, tenant, call_id, last_seq, state, vendor, direction, queue_id, agent_ids, correlation_key, updated_at, first_received_at, call_pb, bookkeeping)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT (tenant, call_id) DO UPDATE SET last_seq = excluded.last_seq, state = excluded.state,
+           direction = excluded.direction, queue_id = excluded.queue_id, agent_ids = excluded.agent_ids,
+           correlation_key = excluded.correlation_key, updated_at = excluded.updated_at,
+           first_received_at = excluded.first_received_at, call_pb = excluded.call_pb,
+           bookkeeping = excluded.bookkeeping",
+    )?
+    .execute(params![
+        call.first_sequence as i64,
+        tenant,
+        call.call_id,
+        call.last_sequence as i64,
+        call.state.number(),
+        call.vendor.number(),
+        call.direction.map(Direction::number),
+        call.queue_id,
+        call.agent_ids.join(&SEP.to_string()),
+        call.correlation_key,
+        micros(call.updated_at),
+        stored.first_received_at,
+        stored.call_pb,
+        stored.bookkeeping,
+    ])?;
+    Ok(())
+}
+
+/// Remembers a dedup key (a later write of the same key replaces the row,
+/// numbering it anew: rows stay in insertion order for the window's prune).
+fn put_dedup(tx: &Transaction<'_>, tenant: &str, key: &str, entry: &DedupEntry) -> Result<(), StoreError> {
+    tx.prepare_cached("INSERT OR REPLACE INTO dedup (key, created_at, entry) VALUES (?1, ?2, ?3)")?
+        .execute(params![&rows::dedup_key(tenant, key)[..], micros(entry.created_at), rows::encode_dedup(entry)])?;
+    Ok(())
 }
 
 /// Fills the replay tail with the newest events on disk, so that catch-ups
@@ -368,8 +356,8 @@ impl Store for SqliteStore {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {RECORD_COLUMNS} FROM events WHERE tenant = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
             ))?;
-            let rows = stmt.query_map(params![tenant, after as i64, limit as i64], row_record)?;
-            let records = rows.map(|r| r.map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
+            let records =
+                collect_rows(&mut stmt, params![tenant, after as i64, limit as i64], |r| row_record(r).map(Arc::new))?;
             // Retention may have run between the check and the read.
             check_cursor(&shared, after)?;
             Ok(records)
@@ -407,12 +395,9 @@ impl Store for SqliteStore {
     async fn get_call(&self, tenant: &TenantId, call_id: &str) -> Result<Option<Call>, StoreError> {
         let (tenant, call_id) = (tenant.as_str().to_string(), call_id.to_string());
         self.with_reader(move |conn| {
-            let json: Option<String> = conn
-                .query_row("SELECT call_json FROM calls WHERE tenant = ?1 AND call_id = ?2", [&tenant, &call_id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            json.as_deref().map(call_from_json).transpose()
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE tenant = ?1 AND call_id = ?2"))?;
+            Ok(collect_rows(&mut stmt, [&tenant, &call_id], row_call)?.pop())
         })
         .await
     }
@@ -423,11 +408,11 @@ impl Store for SqliteStore {
         self.with_reader(move |conn| {
             let state = match q.state {
                 StateFilter::Any => "",
-                StateFilter::Active => " AND state != 'ENDED'",
-                StateFilter::Ended => " AND state = 'ENDED'",
+                StateFilter::Active => " AND state != 7",
+                StateFilter::Ended => " AND state = 7",
             };
             let sql = format!(
-                "SELECT call_json FROM calls WHERE tenant = ?1 AND first_seq < ?2{state}
+                "SELECT {CALL_COLUMNS} FROM calls WHERE tenant = ?1 AND first_seq < ?2{state}
                  AND (?3 IS NULL OR vendor = ?3) AND (?4 IS NULL OR direction = ?4)
                  AND (?5 IS NULL OR instr(char(31) || agent_ids || char(31), char(31) || ?5 || char(31)) > 0)
                  AND (?6 IS NULL OR queue_id = ?6)
@@ -435,7 +420,8 @@ impl Store for SqliteStore {
             );
             let mut stmt = conn.prepare_cached(&sql)?;
             let before = q.before_first_sequence.map_or(i64::MAX, |b| b as i64);
-            let rows = stmt.query_map(
+            collect_rows(
+                &mut stmt,
                 params![
                     tenant,
                     before,
@@ -445,9 +431,8 @@ impl Store for SqliteStore {
                     q.queue_id,
                     q.limit as i64
                 ],
-                |r| r.get::<_, String>(0),
-            )?;
-            rows.map(|json| call_from_json(&json?)).collect()
+                row_call,
+            )
         })
         .await
     }
@@ -459,13 +444,10 @@ impl Store for SqliteStore {
             // One read transaction: the calls and the sequence agree.
             let tx = conn.transaction()?;
             let max: Option<i64> = tx.query_row("SELECT max(seq) FROM events", [], |r| r.get(0))?;
-            let mut stmt = tx.prepare_cached(
-                "SELECT call_json FROM calls WHERE tenant = ?1 AND state != 'ENDED' ORDER BY first_seq",
-            )?;
-            let calls = stmt
-                .query_map([&tenant], |r| r.get::<_, String>(0))?
-                .map(|j| call_from_json(&j?))
-                .collect::<Result<_, _>>()?;
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {CALL_COLUMNS} FROM calls WHERE tenant = ?1 AND state != 7 ORDER BY first_seq"
+            ))?;
+            let calls = collect_rows(&mut stmt, [&tenant], row_call)?;
             drop(stmt);
             tx.finish()?;
             Ok(Snapshot { calls, as_of: (max.unwrap_or(0) as u64).max(floor) })
@@ -477,14 +459,10 @@ impl Store for SqliteStore {
         // A scan of the active calls, once per retention interval; no index
         // on `updated_at`, which every event would have to update.
         self.with_reader(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT call_json FROM calls WHERE state != 'ENDED' AND updated_at < ?1 ORDER BY updated_at LIMIT ?2",
-            )?;
-            let calls = stmt
-                .query_map(params![micros(before), limit as i64], |r| r.get::<_, String>(0))?
-                .map(|j| call_from_json(&j?))
-                .collect::<Result<_, _>>()?;
-            Ok(calls)
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {CALL_COLUMNS} FROM calls WHERE state != 7 AND updated_at < ?1 ORDER BY updated_at LIMIT ?2"
+            ))?;
+            collect_rows(&mut stmt, params![micros(before), limit as i64], row_call)
         })
         .await
     }
@@ -579,12 +557,9 @@ impl View<'_, '_> {
         if let Some(c) = self.pending.calls.get(&key).or_else(|| self.cache.calls.get(&key)) {
             return Ok(Some(c.clone()));
         }
-        let json: Option<String> = self
-            .tx
-            .prepare_cached("SELECT call_json FROM calls WHERE tenant = ?1 AND call_id = ?2")?
-            .query_row([tenant, call_id], |r| r.get(0))
-            .optional()?;
-        let call = json.as_deref().map(call_from_json).transpose()?;
+        let mut stmt =
+            self.tx.prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE tenant = ?1 AND call_id = ?2"))?;
+        let call = collect_rows(&mut stmt, [tenant, call_id], row_call)?.pop();
         if let Some(c) = &call {
             self.cache.calls.insert(key, c.clone());
         }
@@ -628,12 +603,13 @@ impl StateView for View<'_, '_> {
         if let Some(e) = self.pending.dedup.get(&(tenant.to_string(), key.to_string())) {
             return Ok(Some(e.clone()));
         }
-        let json: Option<String> = self
-            .tx
-            .prepare_cached("SELECT entry_json FROM dedup WHERE tenant = ?1 AND key = ?2")?
-            .query_row([tenant, key], |r| r.get(0))
-            .optional()?;
-        Ok(json.as_deref().map(serde_json::from_str).transpose()?)
+        let mut stmt = self.tx.prepare_cached("SELECT entry, created_at FROM dedup WHERE key = ?1")?;
+        let key = rows::dedup_key(tenant, key);
+        let mut found = collect_rows(&mut stmt, [&key[..]], |r| {
+            let entry = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+            rows::decode_dedup(entry, r.get(1)?)
+        })?;
+        Ok(found.pop())
     }
 }
 
@@ -745,11 +721,7 @@ impl Writer {
             let mut view = View { tx: &tx, cache: &mut self.cache, pending };
             let plan = plan::plan(batch, &mut view, &mut self.next_seq, self.opts.windows())?;
             for (key, entry) in &plan.dedup_writes {
-                tx.prepare_cached(
-                    "INSERT INTO dedup (tenant, key, created_at, entry_json) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (tenant, key) DO UPDATE SET created_at = excluded.created_at, entry_json = excluded.entry_json",
-                )?
-                .execute(params![tenant, key, micros(entry.created_at), serde_json::to_string(entry)?])?;
+                put_dedup(&tx, &tenant, key, entry)?;
                 pending.dedup.insert((tenant.clone(), key.clone()), entry.clone());
             }
             if plan.outcome != IngestOutcome::Accepted {
@@ -760,47 +732,15 @@ impl Writer {
             let mut records = Vec::with_capacity(plan.appended.len());
             for (event, call) in &plan.appended {
                 let record = Arc::new(Record::from_event(event, call.as_ref()));
-                let meta = &record.meta;
-                tx.prepare_cached(
-                    "INSERT INTO events (seq, tenant, call_id, conversation_id, event_type, vendor, direction, agent_ids, queue_id, received_at, event_id, update_pb)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )?
-                .execute(params![
-                    event.sequence as i64,
-                    tenant,
-                    meta.call_id,
-                    meta.conversation_id,
-                    event.event_type.name(),
-                    event.vendor.number(),
-                    meta.direction.map(Direction::number),
-                    meta.agent_ids.join(&SEP.to_string()),
-                    meta.queue_id,
-                    micros(event.received_at),
-                    event.event_id,
-                    record.update_bytes(),
-                ])?;
-                if let Some(call) = call {
-                    tx.prepare_cached(
-                        "INSERT INTO calls (tenant, call_id, first_seq, last_seq, state, vendor, direction, queue_id, agent_ids, correlation_key, updated_at, call_json)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                         ON CONFLICT (tenant, call_id) DO UPDATE SET last_seq = excluded.last_seq, state = excluded.state,
-                           direction = excluded.direction, queue_id = excluded.queue_id, agent_ids = excluded.agent_ids,
-                           correlation_key = excluded.correlation_key, updated_at = excluded.updated_at, call_json = excluded.call_json",
-                    )?
+                tx.prepare_cached("INSERT INTO events (seq, tenant, received_at, update_pb) VALUES (?1, ?2, ?3, ?4)")?
                     .execute(params![
+                        event.sequence as i64,
                         tenant,
-                        call.call_id,
-                        call.first_sequence as i64,
-                        call.last_sequence as i64,
-                        call.state.name(),
-                        call.vendor.number(),
-                        call.direction.map(Direction::number),
-                        call.queue_id,
-                        call.agent_ids.join(&SEP.to_string()),
-                        call.correlation_key,
-                        micros(call.updated_at),
-                        serde_json::to_string(call)?,
+                        micros(event.received_at),
+                        record.update_bytes()
                     ])?;
+                if let Some(call) = call {
+                    upsert_call(&tx, &tenant, call, record.call_bytes().as_deref())?;
                     pending.calls.insert((tenant.clone(), call.call_id.clone()), call.clone());
                 }
                 pending.records.insert(event.sequence, record.clone());
@@ -819,10 +759,8 @@ impl Writer {
                 out.push(r.clone());
                 continue;
             }
-            let r = tx
-                .prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM events WHERE seq = ?1"))?
-                .query_row([*s as i64], row_record)
-                .optional()?;
+            let mut stmt = tx.prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM events WHERE seq = ?1"))?;
+            let r = collect_rows(&mut stmt, [*s as i64], row_record)?.pop();
             out.extend(r.map(Arc::new));
         }
         Ok(out)
@@ -869,10 +807,9 @@ impl Writer {
             if let Some(t) = after.pruned_through_time {
                 meta_set(&tx, "pruned_through_time", &micros(t).to_string())?;
             }
-            stats.calls = tx.execute(
-                "DELETE FROM calls WHERE state = ?1 AND last_seq <= ?2",
-                params![CallState::Ended.name(), to as i64],
-            )? as u64;
+            // `state = 7` (ENDED) spelled out: the partial index `calls_ended`
+            // serves only a literal.
+            stats.calls = tx.execute("DELETE FROM calls WHERE state = 7 AND last_seq <= ?1", [to as i64])? as u64;
             // Readers re-check the bounds after reading: publish the new floor
             // before the rows disappear, so a racing read reports the cursor
             // expired instead of returning rows with a silent gap.
@@ -889,7 +826,19 @@ impl Writer {
         if let Some(oldest) =
             chrono::Duration::from_std(self.opts.dedup_window).ok().and_then(|w| now.checked_sub_signed(w))
         {
-            stats.dedup_keys = self.conn.execute("DELETE FROM dedup WHERE created_at < ?1", [micros(oldest)])? as u64;
+            // Rows are numbered in insertion order: remove the prefix before
+            // the first key still inside the window (a scan of just the
+            // expired rows). A row written out of time order (a request id
+            // remembered for an older first delivery) waits until the rows
+            // before it expired too: never removed early.
+            let first_live: Option<i64> = self
+                .conn
+                .query_row("SELECT id FROM dedup WHERE created_at >= ?1 ORDER BY id LIMIT 1", [micros(oldest)], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            stats.dedup_keys =
+                self.conn.execute("DELETE FROM dedup WHERE id < ?1", [first_live.unwrap_or(i64::MAX)])? as u64;
         }
         Ok(stats)
     }
