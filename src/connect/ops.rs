@@ -62,22 +62,29 @@ impl ConnectorMetrics {
         let recorder: PrometheusRecorder = PrometheusBuilder::new()
             .add_global_label("connector", connector)
             .set_buckets_for_metric(Matcher::Full("switchboard_connector_ack_lag_seconds".into()), LAG_BUCKETS)
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Full("switchboard_connector_gap_seconds".into()), GAP_BUCKETS))
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full("switchboard_connector_gap_seconds".into()), GAP_BUCKETS)
+            })
             .expect("static buckets are valid")
             .build_recorder();
         let meta = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
-        let counter = |name: &'static str, labels: Vec<Label>| recorder.register_counter(&Key::from_parts(name, labels), &meta);
+        let counter =
+            |name: &'static str, labels: Vec<Label>| recorder.register_counter(&Key::from_parts(name, labels), &meta);
         let ingested = |outcome: &'static str| {
             counter("switchboard_connector_ingested_total", vec![Label::new("outcome", outcome)])
         };
-        let describe = |name: &'static str, help: &'static str| recorder.describe_counter(name.into(), None, help.into());
+        let describe =
+            |name: &'static str, help: &'static str| recorder.describe_counter(name.into(), None, help.into());
         describe("switchboard_connector_received_total", "Vendor messages received");
         describe("switchboard_connector_ingested_total", "Ingest answers by outcome (invalid: INVALID_ARGUMENT)");
         describe("switchboard_connector_acknowledged_total", "Messages acknowledged to the broker");
         describe("switchboard_connector_dead_lettered_total", "Messages appended to the dead-letter file");
         describe("switchboard_connector_retries_total", "Ingest attempts retried with backoff");
         describe("switchboard_connector_reconnects_total", "Vendor connections reopened");
-        describe("switchboard_connector_gaps_total", "Reconnect gaps of a source without replay (events in them are lost)");
+        describe(
+            "switchboard_connector_gaps_total",
+            "Reconnect gaps of a source without replay (events in them are lost)",
+        );
         ConnectorMetrics {
             handle: recorder.handle(),
             received: counter("switchboard_connector_received_total", vec![]),

@@ -101,8 +101,11 @@ impl PulsarConfig {
     fn url_from(&self, resume_after: Option<&str>) -> Url {
         let mut url = self.url.clone();
         if let Some(id) = resume_after {
-            let others: Vec<(String, String)> =
-                url.query_pairs().filter(|(k, _)| k != "messageId").map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+            let others: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| k != "messageId")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
             let mut pairs = url.query_pairs_mut();
             pairs.clear();
             for (k, v) in &others {
@@ -227,7 +230,8 @@ enum SessionEnd {
 /// `max_refusals` times in a row.
 pub async fn run(config: PulsarConfig, ctx: Context, shutdown: CancellationToken) -> Result<(), ConnectError> {
     let tls = super::tls::client_config().map_err(|e| ConnectError::Tls(e.to_string()))?;
-    let cursor = (config.kind == EndpointKind::Reader).then(|| CursorStore::new(&ctx.settings.data_dir, &config.topic()));
+    let cursor =
+        (config.kind == EndpointKind::Reader).then(|| CursorStore::new(&ctx.settings.data_dir, &config.topic()));
     let mut reconnect = Backoff::new(ctx.settings.reconnect);
     let mut refusals = 0u32;
     let mut sessions = 0u64;
@@ -322,7 +326,11 @@ async fn open(url: &Url, api_key: &HeaderValue, tls: Arc<rustls::ClientConfig>) 
         Ok((ws, _)) => Ok(ws),
         Err(tungstenite::Error::Http(resp)) if resp.status().is_client_error() => {
             let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().trim().to_string();
-            Err(Failure::Refused(format!("HTTP {}{}", resp.status(), if body.is_empty() { String::new() } else { format!(": {body}") })))
+            Err(Failure::Refused(format!(
+                "HTTP {}{}",
+                resp.status(),
+                if body.is_empty() { String::new() } else { format!(": {body}") }
+            )))
         }
         Err(tungstenite::Error::Url(e)) => Err(Failure::Refused(e.to_string())),
         Err(e) => Err(Failure::Transient(e.to_string())),
@@ -408,10 +416,10 @@ async fn session(ws: Socket, ctx: &Context, cursor: Option<&CursorStore>, shutdo
                         let lag = SystemTime::now().duration_since(published).unwrap_or_default();
                         ctx.ops.metrics.ack_lag.record(lag.as_secs_f64());
                     }
-                    if let (Some(store), Some(id)) = (cursor, watermark.complete(ack.seq, ack.message_id)) {
-                        if let Err(e) = store.save(&id).await {
-                            tracing::warn!(connector = CONNECTOR, path = %store.path().display(), error = %e, "cannot store the cursor");
-                        }
+                    if let (Some(store), Some(id)) = (cursor, watermark.complete(ack.seq, ack.message_id))
+                        && let Err(e) = store.save(&id).await
+                    {
+                        tracing::warn!(connector = CONNECTOR, path = %store.path().display(), error = %e, "cannot store the cursor");
                     }
                 }
                 Some(LaneReport::Fatal(e)) => break SessionEnd::Fatal(e),
@@ -470,13 +478,17 @@ mod tests {
 
     #[test]
     fn urls_are_checked_and_the_cursor_is_url_encoded() {
-        assert!(matches!(PulsarConfig::new("https://h/ws/v2/reader/persistent/t/n/x", "k"), Err(ConnectError::BadUrl { .. })));
+        assert!(matches!(
+            PulsarConfig::new("https://h/ws/v2/reader/persistent/t/n/x", "k"),
+            Err(ConnectError::BadUrl { .. })
+        ));
         assert!(matches!(PulsarConfig::new("wss://h/other", "k"), Err(ConnectError::BadUrl { .. })));
         assert!(matches!(
             PulsarConfig::new("wss://h/ws/v2/reader/persistent/t/n/x", ""),
             Err(ConnectError::BadCredential { .. })
         ));
-        let c = PulsarConfig::new("wss://h/ws/v2/reader/persistent/t/event-v1/all?messageId=earliest&x=1", "k").unwrap();
+        let c =
+            PulsarConfig::new("wss://h/ws/v2/reader/persistent/t/event-v1/all?messageId=earliest&x=1", "k").unwrap();
         assert_eq!(c.kind(), EndpointKind::Reader);
         let url = c.url_from(Some("CAEQ+/A="));
         assert_eq!(url.query(), Some("x=1&messageId=CAEQ%2B%2FA%3D"));

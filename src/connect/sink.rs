@@ -78,9 +78,7 @@ pub fn classify(status: &tonic::Status) -> Verdict {
     match status.code() {
         Code::InvalidArgument => Verdict::Reject,
         Code::Unauthenticated | Code::PermissionDenied => Verdict::Fatal,
-        _ => Verdict::Retry(
-            tonic_types::StatusExt::get_details_retry_info(status).and_then(|r| r.retry_delay),
-        ),
+        _ => Verdict::Retry(tonic_types::StatusExt::get_details_retry_info(status).and_then(|r| r.retry_delay)),
     }
 }
 

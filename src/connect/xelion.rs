@@ -85,10 +85,10 @@ impl XelionConfig {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        if let Credential::Token(t) = &credential {
-            if t.is_empty() {
-                return Err(ConnectError::BadCredential { what: "--xelion-token", reason: "it is empty".into() });
-            }
+        if let Credential::Token(t) = &credential
+            && t.is_empty()
+        {
+            return Err(ConnectError::BadCredential { what: "--xelion-token", reason: "it is empty".into() });
         }
         Ok(XelionConfig { base, credential, keepalive: keepalive.max(Duration::from_millis(100)) })
     }
@@ -298,17 +298,25 @@ async fn open(
     let Some(ws_url) = body.get("object").and_then(Value::as_str) else {
         return Err(Failure::Transient(format!("POST {url}: no \"object\" with the WebSocket URL in {body}")));
     };
-    let (mut ws, _) =
-        match tokio_tungstenite::connect_async_tls_with_config(ws_url, None, true, Some(Connector::Rustls(tls))).await {
-            Ok(ok) => ok,
-            Err(tungstenite::Error::Http(resp)) if resp.status().is_client_error() => {
-                return Err(Failure::Transient(format!("the WebSocket URL was refused: HTTP {}", resp.status())));
-            }
-            Err(e) => return Err(Failure::Transient(format!("WebSocket: {e}"))),
-        };
+    let (mut ws, _) = match tokio_tungstenite::connect_async_tls_with_config(
+        ws_url,
+        None,
+        true,
+        Some(Connector::Rustls(tls)),
+    )
+    .await
+    {
+        Ok(ok) => ok,
+        Err(tungstenite::Error::Http(resp)) if resp.status().is_client_error() => {
+            return Err(Failure::Transient(format!("the WebSocket URL was refused: HTTP {}", resp.status())));
+        }
+        Err(e) => return Err(Failure::Transient(format!("WebSocket: {e}"))),
+    };
     for kind in NOTIFICATIONS {
         let request = json!({"messageType": "notificationRequest", "notificationType": kind, "toggle": true});
-        ws.send(Message::text(request.to_string())).await.map_err(|e| Failure::Transient(format!("subscribing: {e}")))?;
+        ws.send(Message::text(request.to_string()))
+            .await
+            .map_err(|e| Failure::Transient(format!("subscribing: {e}")))?;
     }
     Ok(ws)
 }
@@ -322,7 +330,8 @@ async fn login(config: &XelionConfig, http: &reqwest::Client) -> Result<String, 
     if let Some(space) = user_space {
         body["userSpace"] = json!(space);
     }
-    let resp = http.post(url.clone()).json(&body).send().await.map_err(|e| Failure::Transient(format!("POST {url}: {e}")))?;
+    let resp =
+        http.post(url.clone()).json(&body).send().await.map_err(|e| Failure::Transient(format!("POST {url}: {e}")))?;
     let status = resp.status();
     if status.is_client_error() {
         return Err(Failure::Refused(format!("login refused: POST {url}: HTTP {status}")));
@@ -350,18 +359,20 @@ async fn session(
     let (mut write, mut read) = ws.split();
     let mut keepalive = tokio::time::interval(config.keepalive);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_heard = Instant::now();
+    // Keepalives sent since Xelion last said anything; counted in sends,
+    // not wall time, so a stalled process does not mistake itself for a dead socket.
+    let mut unanswered = 0u32;
     loop {
         tokio::select! {
             frame = read.next() => {
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Close(close))) => return Ok(Some(format!("closed by Xelion: {close:?}"))),
-                    Some(Ok(_)) => { last_heard = Instant::now(); continue; }
+                    Some(Ok(_)) => { unanswered = 0; continue; }
                     Some(Err(e)) => return Ok(Some(e.to_string())),
                     None => return Ok(Some("the connection ended".into())),
                 };
-                last_heard = Instant::now();
+                unanswered = 0;
                 let Some(key) = notification_key(text.as_str()) else {
                     ctx.ops.metrics.control_frames.increment(1);
                     tracing::debug!(connector = CONNECTOR, frame = %text.as_str(), "not a notification");
@@ -379,9 +390,10 @@ async fn session(
                 }
             }
             _ = keepalive.tick() => {
-                if last_heard.elapsed() > config.keepalive * 3 {
-                    return Ok(Some(format!("no answer to keepalives for {:?}", last_heard.elapsed())));
+                if unanswered >= 3 {
+                    return Ok(Some(format!("no answer to {unanswered} keepalives")));
                 }
+                unanswered += 1;
                 let test = json!({"messageType": "test", "message": format!("keepalive {}", chrono::Utc::now().to_rfc3339())});
                 if let Err(e) = write.send(Message::text(test.to_string())).await {
                     return Ok(Some(format!("keepalive: {e}")));
@@ -419,16 +431,22 @@ mod tests {
 
     #[test]
     fn notifications_are_keyed_by_call_and_test_echoes_are_not_notifications() {
-        let hangup = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xelion/callHungUpEvent.json")).unwrap();
+        let hangup =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xelion/callHungUpEvent.json"))
+                .unwrap();
         assert_eq!(notification_key(&hangup).as_deref(), Some("186ba647df1ef222"));
-        let echo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xelion/test-echo.json")).unwrap();
+        let echo =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xelion/test-echo.json"))
+                .unwrap();
         assert_eq!(notification_key(&echo), None);
         assert_eq!(notification_key(r#"{"messageType":"notificationRequest","status":"ok"}"#), None);
     }
 
     #[test]
     fn the_base_url_gets_a_trailing_slash() {
-        let c = XelionConfig::new("https://x.example/api/v1/acme", Credential::Token("t".into()), Duration::from_secs(30)).unwrap();
+        let c =
+            XelionConfig::new("https://x.example/api/v1/acme", Credential::Token("t".into()), Duration::from_secs(30))
+                .unwrap();
         assert_eq!(c.endpoint("me/websocket/").unwrap().as_str(), "https://x.example/api/v1/acme/me/websocket/");
         assert!(XelionConfig::new("wss://x/api", Credential::Token("t".into()), Duration::from_secs(1)).is_err());
     }
