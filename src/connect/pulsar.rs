@@ -40,8 +40,10 @@ use super::{ConnectError, Context};
 pub const CONNECTOR: &str = "8x8-event-streaming";
 
 /// Waiting frames per lane: with `--concurrency` lanes this bounds the
-/// unacknowledged frames the connector holds.
-const LANE_DEPTH: usize = 8;
+/// unacknowledged frames the connector holds (16 lanes: 512 frames, about
+/// 0.5 MiB), and is deep enough that one busy interaction seldom stalls the
+/// socket for the others.
+const LANE_DEPTH: usize = 32;
 
 /// Which Pulsar WebSocket endpoint the URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
