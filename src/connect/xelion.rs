@@ -191,26 +191,29 @@ async fn connect_loop(
             Ok(ws) => ws,
             Err(failure) => {
                 let delay = reconnect.next_delay();
-                match failure {
+                let refusal = match failure {
                     Failure::TokenExpired => {
+                        // Log in again next time; a fresh token refused again
+                        // counts toward --max-refusals like any refusal.
                         token = None;
-                        tracing::warn!(connector = CONNECTOR, "Xelion refused the session token; logging in again");
-                        continue;
+                        Some("Xelion refused the session token (HTTP 401)".to_string())
                     }
-                    Failure::Refused(reason) => {
-                        refusals += 1;
-                        tracing::error!(connector = CONNECTOR, %reason, attempt = refusals, of = ctx.settings.max_refusals, "Xelion refused the connection");
-                        if refusals >= ctx.settings.max_refusals {
-                            return Err(ConnectError::Refused {
-                                vendor: "Xelion",
-                                tries: refusals,
-                                reason,
-                                hint: "check --base-url (https://host/api/v1/<tenant>) and --xelion-token or --username/--password",
-                            });
-                        }
-                    }
+                    Failure::Refused(reason) => Some(reason),
                     Failure::Transient(reason) => {
                         tracing::warn!(connector = CONNECTOR, %reason, retry_in = ?delay, "cannot connect to Xelion");
+                        None
+                    }
+                };
+                if let Some(reason) = refusal {
+                    refusals += 1;
+                    tracing::error!(connector = CONNECTOR, %reason, attempt = refusals, of = ctx.settings.max_refusals, "Xelion refused the connection");
+                    if refusals >= ctx.settings.max_refusals {
+                        return Err(ConnectError::Refused {
+                            vendor: "Xelion",
+                            tries: refusals,
+                            reason,
+                            hint: "check --base-url (https://host/api/v1/<tenant>) and --xelion-token or --username/--password",
+                        });
                     }
                 }
                 tokio::select! {
