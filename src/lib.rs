@@ -47,6 +47,7 @@ pub mod cli;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod connect;
 pub mod domain;
 pub mod grpc;
 pub mod http;

@@ -53,6 +53,20 @@ pub type Conn = InterceptedService<Channel, Token>;
 impl ClientArgs {
     /// Opens a channel to the server.
     pub async fn connect(&self) -> anyhow::Result<Conn> {
+        let (endpoint, addr) = self.endpoint()?;
+        let channel = endpoint.connect().await.with_context(|| format!("cannot connect to {addr}"))?;
+        self.authenticated(channel)
+    }
+
+    /// A channel that connects on first use and reconnects by itself: for
+    /// long-running clients (`switchboard connect`) that must start, and keep
+    /// going, while the server is down.
+    pub fn connect_lazy(&self) -> anyhow::Result<Conn> {
+        let (endpoint, _) = self.endpoint()?;
+        self.authenticated(endpoint.connect_lazy())
+    }
+
+    fn endpoint(&self) -> anyhow::Result<(Endpoint, String)> {
         let tls = self.ca_cert.is_some() || self.client_cert.is_some() || self.addr.starts_with("https://");
         let addr = match (self.addr.contains("://"), tls) {
             (true, _) => self.addr.clone(),
@@ -76,7 +90,10 @@ impl ClientArgs {
             }
             endpoint = endpoint.tls_config(cfg).context("invalid TLS configuration")?;
         }
-        let channel = endpoint.connect().await.with_context(|| format!("cannot connect to {addr}"))?;
+        Ok((endpoint, addr))
+    }
+
+    fn authenticated(&self, channel: Channel) -> anyhow::Result<Conn> {
         let token = match &self.token {
             Some(t) => Some(format!("Bearer {t}").parse().context("the token is not valid header text")?),
             None => None,

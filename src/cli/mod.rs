@@ -13,7 +13,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use client::ClientArgs;
+pub use client::{ClientArgs, Conn};
+pub(crate) use serve::signal_watch;
 
 /// switchboard: one canonical call lifecycle from many telephony vendors,
 /// streamed over gRPC.
@@ -40,6 +41,9 @@ pub enum Command {
     Calls(calls::CallsArgs),
     /// Check a server's gRPC health; exits 0 when it is SERVING.
     Health(health::HealthArgs),
+    /// Hold a vendor WebSocket open and send its events to a server.
+    #[command(subcommand)]
+    Connect(crate::connect::ConnectCommand),
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -62,6 +66,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Replay(args) => subscribe::replay(args).await,
             Command::Calls(args) => calls::run(args).await,
             Command::Health(args) => health::run(args).await,
+            Command::Connect(cmd) => crate::connect::run(cmd).await,
             Command::Token(cmd) => token::run(cmd),
         }
     });

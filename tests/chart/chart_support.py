@@ -60,6 +60,19 @@ def ci_values(name: str) -> dict[str, Any]:
 
 NATS_MINIMAL = {"store": "nats", "replicaCount": 2, "nats": {"url": "nats://nats:4222"}}
 
+# Both connectors on, as a user would turn them on (the Secrets exist beforehand).
+CONNECTORS = {
+    "connectors": {
+        "eventStreaming": {
+            "enabled": True,
+            "url": "wss://pulsar-ws-euw2.8x8.com/ws/v2/consumer/persistent/acmecorp01/event-v1/all/switchboard",
+            "existingSecret": "eight-by-eight",
+            "secretKeys": {"apiKey": "api-key", "ingestToken": "switchboard-token"},
+        },
+        "xelion": {"enabled": True, "baseUrl": "https://acme.xelion.example/api/v1/acme", "existingSecret": "xelion"},
+    }
+}
+
 # Every values set the suite renders: the chart defaults, the ci/ files and a few more
 # shapes that exercise other branches of the templates.
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -95,7 +108,19 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "networkPolicy": {"enabled": True, "grpc": {"podLabels": None, "extraFrom": [{"ipBlock": {"cidr": "10.1.0.0/16"}}]}},
         "serviceMonitor": {"enabled": True, "namespace": "monitoring", "scrapeTimeout": "10s"},
     },
+    "connectors": {**CONNECTORS, "networkPolicy": {"enabled": True}},
+    "connectors-nats-tls": {
+        **NATS_MINIMAL,
+        **CONNECTORS,
+        "tls": {"enabled": True, "existingSecret": "switchboard-tls"},
+        "auth": {"enabled": True, "existingSecret": "switchboard-auth"},
+    },
 }
+
+
+def is_connector(doc: dict[str, Any]) -> bool:
+    """Whether a resource belongs to a connector rather than to the server."""
+    return doc["metadata"].get("labels", {}).get("app.kubernetes.io/component", "").startswith("connect-")
 
 
 @dataclass
@@ -116,7 +141,12 @@ class Rendered:
         return self.templates["switchboard/templates/NOTES.txt"]
 
     def all(self, kind: str) -> list[dict[str, Any]]:
-        return [d for d in self.docs if d["kind"] == kind]
+        """The server's (and test pod's) resources of `kind`; connectors have their own accessor."""
+        return [d for d in self.docs if d["kind"] == kind and not is_connector(d)]
+
+    def connectors(self, kind: str) -> list[dict[str, Any]]:
+        """The connectors' resources of `kind` (`switchboard connect`, values `connectors.*`)."""
+        return [d for d in self.docs if d["kind"] == kind and is_connector(d)]
 
     def one(self, kind: str, name: str | None = None) -> dict[str, Any]:
         found = [d for d in self.all(kind) if name is None or d["metadata"]["name"] == name]

@@ -10,6 +10,7 @@
 //! summary line (see `scenarios`); `scripts/bench` collects them.
 
 mod client;
+mod connect;
 mod footprint;
 mod payloads;
 mod procs;
@@ -162,6 +163,17 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// CONNECT: frames per second through `switchboard connect
+    /// 8x8-event-streaming` from a local Pulsar endpoint into Ingest (sqlite)
+    /// vs direct Ingest of the same frames at the same concurrency.
+    Connect {
+        /// Ingest requests in flight, of the connector (`--concurrency`) and of the direct baseline.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Frames the endpoint keeps unacknowledged (Pulsar's receiver queue).
+        #[arg(long, default_value_t = 1000)]
+        max_unacked: u64,
+    },
     /// soak: RSS growth per thousand events under sustained Ingest of whole
     /// calls with retention bounding the log (BENCHMARKS.md, "Memory under
     /// sustained ingest"). Long: not part of the short suite.
@@ -286,6 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<scenarios::Summary> {
             footprint::footprint(&ctx, fixtures, workload, calls, concurrency).await
         }
         Scenario::S10 { concurrency } => scenarios::jetstream(&ctx, fixtures, concurrency).await,
+        Scenario::Connect { concurrency, max_unacked } => connect::connect(&ctx, fixtures, concurrency, max_unacked).await,
         Scenario::S10b { rate, subscribers } => scenarios::jetstream_e2e(&ctx, fixtures, rate, subscribers).await,
         Scenario::Soak {
             stores,

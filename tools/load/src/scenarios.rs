@@ -92,7 +92,7 @@ fn fmt(v: f64) -> String {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     match v.len() {
         0 => f64::NAN,
@@ -165,7 +165,7 @@ fn lat(h: &Histogram<u64>) -> String {
 }
 
 /// CPU used by the server and by this process while `f` runs.
-struct Cpu {
+pub(crate) struct Cpu {
     server_us: u64,
     client_us: u64,
     wall: Duration,
@@ -185,7 +185,7 @@ impl Cpu {
     }
 }
 
-async fn with_cpu<T>(pid: u32, f: impl std::future::Future<Output = T>) -> (T, Cpu) {
+pub(crate) async fn with_cpu<T>(pid: u32, f: impl std::future::Future<Output = T>) -> (T, Cpu) {
     let me = std::process::id();
     let (s0, c0, t0) = (procs::cpu_micros(pid), procs::cpu_micros(me), Instant::now());
     let out = f.await;
@@ -217,7 +217,7 @@ impl Ctx {
         })
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "{}; {} channels; warmup {:?}, window {:?}, {} pair(s)",
             self.pin.describe(),
@@ -296,7 +296,7 @@ pub async fn prepare(server: &Server, fixtures: Vec<Fixture>, first: u64) -> any
     Ok(Arc::new(reqs))
 }
 
-fn check_unary(name: &str, r: &UnaryResult, ingest: bool) -> Vec<(String, bool)> {
+pub(crate) fn check_unary(name: &str, r: &UnaryResult, ingest: bool) -> Vec<(String, bool)> {
     let mut checks = vec![(format!("{name}: no errors"), r.errors == 0)];
     if ingest {
         checks.push((format!("{name}: ≥ 99% ACCEPTED"), r.accepted_share() >= 0.99));
@@ -304,7 +304,7 @@ fn check_unary(name: &str, r: &UnaryResult, ingest: bool) -> Vec<(String, bool)>
     checks
 }
 
-fn print_unary(label: &str, r: &UnaryResult, cpu: &Cpu) {
+pub(crate) fn print_unary(label: &str, r: &UnaryResult, cpu: &Cpu) {
     println!(
         "  {label:<22} {:>8.0} req/s{}; {}; server {:.1} µs/req; {}; accepted {:.2}%{}{}",
         r.rate(),
