@@ -281,7 +281,9 @@ async fn run(cli: Cli) -> anyhow::Result<scenarios::Summary> {
         }
         Scenario::S8 { data_dir, events } => scenarios::replay(&ctx, fixtures, data_dir, events).await,
         Scenario::S10 { concurrency } => scenarios::jetstream(&ctx, fixtures, concurrency).await,
-        Scenario::Connect { concurrency, max_unacked } => connect::connect(&ctx, fixtures, concurrency, max_unacked).await,
+        Scenario::Connect { concurrency, max_unacked } => {
+            connect::connect(&ctx, fixtures, concurrency, max_unacked).await
+        }
         Scenario::S10b { rate, subscribers } => scenarios::jetstream_e2e(&ctx, fixtures, rate, subscribers).await,
         Scenario::Soak {
             stores,
