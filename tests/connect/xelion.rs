@@ -102,3 +102,17 @@ async fn a_wrong_password_ends_the_connector_after_bounded_tries() {
     assert!(err.to_string().contains("--username/--password"), "names what to check: {err}");
     assert_eq!(pbx.refused_logins(), 2, "bounded: --max-refusals");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refused_right_after_login_ends_the_connector_instead_of_looping() {
+    let pbx = XelionStandIn::start().await;
+    pbx.refuse_sockets();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = "127.0.0.1:1".parse().unwrap();
+    let ctx = context(CONNECTOR, VENDOR, addr, settings(dir.path()));
+    let config = XelionConfig::new(&pbx.base_url(), login(), Duration::from_secs(1)).unwrap();
+    let c = Running::spawn(&ctx, |s| xelion::run(config, ctx.clone(), s));
+    let err = c.finished().await.expect_err("a token refused every time ends the connector");
+    assert!(err.to_string().contains("refused the session token"), "{err}");
+    assert_eq!(pbx.logins(), 2, "one login per try, bounded by --max-refusals");
+}

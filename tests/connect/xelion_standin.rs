@@ -42,6 +42,8 @@ struct State {
     /// Notifications sent with no subscribed socket (lost: no replay).
     lost: u32,
     ws_addr: Option<SocketAddr>,
+    /// Refuse every websocket-URL request, even with a fresh token.
+    refuse_sockets: bool,
 }
 
 /// A running stand-in.
@@ -96,6 +98,12 @@ impl XelionStandIn {
         }
         drop(st);
         let _ = self.notify.send(notification);
+    }
+
+    /// From now on, refuses every `me/websocket/` request with HTTP 401
+    /// (a token revoked right after login).
+    pub fn refuse_sockets(&self) {
+        self.state.lock().unwrap().refuse_sockets = true;
     }
 
     /// Drops every open socket (TCP close, no close frame).
@@ -167,7 +175,7 @@ async fn websocket_url(AxumState(state): AxumState<Arc<Mutex<State>>>, headers: 
     let st = state.lock().unwrap();
     let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("xelion "));
     match token {
-        Some(t) if st.tokens.contains(t) => {
+        Some(t) if st.tokens.contains(t) && !st.refuse_sockets => {
             let addr = st.ws_addr.expect("listening");
             answer(StatusCode::OK, json!({"object": format!("ws://{addr}/websocket/-1/1816134/{t}")}))
         }

@@ -89,7 +89,7 @@ async fn serve(listener: TcpListener, feed: Arc<Feed>) {
                     if write.feed(Message::text(text)).await.is_err() {
                         break;
                     }
-                    if feed.unacked() % 64 == 0 && write.flush().await.is_err() {
+                    if feed.unacked().is_multiple_of(64) && write.flush().await.is_err() {
                         break;
                     }
                     continue;
@@ -138,7 +138,9 @@ impl Connector {
     fn outcome(&self, outcome: &str) -> f64 {
         let text = procs::scrape(self.metrics).unwrap_or_default();
         text.lines()
-            .filter(|l| l.starts_with("switchboard_connector_ingested_total{") && l.contains(&format!("outcome=\"{outcome}\"")))
+            .filter(|l| {
+                l.starts_with("switchboard_connector_ingested_total{") && l.contains(&format!("outcome=\"{outcome}\""))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
@@ -170,7 +172,12 @@ fn frames(fixtures: Vec<Fixture>) -> Vec<Fixture> {
 
 /// Runs the scenario: `pairs` interleaved windows of direct Ingest and of the
 /// connector, both at `concurrency` requests in flight over one HTTP/2 connection.
-pub async fn connect(ctx: &Ctx, fixtures: Vec<Fixture>, concurrency: usize, max_unacked: u64) -> anyhow::Result<Summary> {
+pub async fn connect(
+    ctx: &Ctx,
+    fixtures: Vec<Fixture>,
+    concurrency: usize,
+    max_unacked: u64,
+) -> anyhow::Result<Summary> {
     println!(
         "CONNECT: Pulsar endpoint → switchboard connect 8x8-event-streaming → Ingest (sqlite) vs switchboard-load → Ingest, \
          same frames, C={concurrency}, one HTTP/2 connection each; endpoint keeps ≤ {max_unacked} unacked; {}",

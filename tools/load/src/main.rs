@@ -298,7 +298,9 @@ async fn run(cli: Cli) -> anyhow::Result<scenarios::Summary> {
             footprint::footprint(&ctx, fixtures, workload, calls, concurrency).await
         }
         Scenario::S10 { concurrency } => scenarios::jetstream(&ctx, fixtures, concurrency).await,
-        Scenario::Connect { concurrency, max_unacked } => connect::connect(&ctx, fixtures, concurrency, max_unacked).await,
+        Scenario::Connect { concurrency, max_unacked } => {
+            connect::connect(&ctx, fixtures, concurrency, max_unacked).await
+        }
         Scenario::S10b { rate, subscribers } => scenarios::jetstream_e2e(&ctx, fixtures, rate, subscribers).await,
         Scenario::Soak {
             stores,
