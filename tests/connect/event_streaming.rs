@@ -120,11 +120,13 @@ async fn a_broker_drop_redelivers_and_every_event_is_ingested_once() {
     let redelivered = ids.iter().filter(|id| broker.deliveries(id) > 1).count();
     assert!(redelivered > 0, "some messages were redelivered");
     assert!(c.metric("switchboard_connector_reconnects_total", &[]) >= 2.0);
-    assert_eq!(
-        c.metric("switchboard_connector_ingested_total", &[("outcome", "accepted")]),
-        ids.len() as f64,
-        "each message accepted exactly once"
-    );
+    // Exactly once is the server's log (below). The connector's own count
+    // can be lower: an Ingest in flight when its connection dropped may be
+    // answered to nobody, and its redelivery comes back DUPLICATE.
+    let accepted = c.metric("switchboard_connector_ingested_total", &[("outcome", "accepted")]);
+    let duplicates = c.metric("switchboard_connector_ingested_total", &[("outcome", "duplicate")]);
+    assert!(accepted <= ids.len() as f64, "accepted {accepted} of {} messages", ids.len());
+    assert!(accepted + duplicates >= ids.len() as f64, "every message answered: {accepted} + {duplicates}");
     assert!(
         c.metric("switchboard_connector_ingested_total", &[("outcome", "duplicate")]) >= broker.lost_acks() as f64,
         "redeliveries of ingested messages come back DUPLICATE and are acknowledged"

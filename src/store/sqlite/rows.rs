@@ -289,7 +289,9 @@ mod tests {
 
     #[test]
     fn dedup_entries_round_trip() {
-        let entry = DedupEntry { call_id: "sf:x".into(), call_sequence: 3, sequences: vec![7, 8], created_at: t(9) };
+        // The store keeps times in microseconds.
+        let created_at = from_micros(micros(t(9)));
+        let entry = DedupEntry { call_id: "sf:x".into(), call_sequence: 3, sequences: vec![7, 8], created_at };
         let bytes = encode_dedup(&entry);
         assert_eq!(decode_dedup(&bytes, micros(entry.created_at)).unwrap(), entry);
         assert!(bytes.len() < 16, "{} bytes", bytes.len());
