@@ -247,7 +247,7 @@ async fn agent_panel_events_correlate_into_one_call(b: &Backend) {
 }
 
 /// Party states, wrap-ups and a transfer under way (bookkeeping the next event needs) survive each store's
-/// stored form of the call (JSON rows in sqlite, the key-value bucket in NATS).
+/// stored form of the call (wire bytes plus bookkeeping rows in sqlite, the key-value bucket in NATS).
 async fn a_transfer_keeps_each_partys_state(b: &Backend) {
     let es = |event: &str, agent: &str, at: i64| {
         let body = json!({"Interaction": {

@@ -1,5 +1,5 @@
 //! The sqlite store opens a data directory written by an older build in the
-//! version-1 layout (up to 0afc3c3), migrates it, and reads back exactly what
+//! version-1 layout (every build up to d10bdb5), migrates it, and reads back exactly what
 //! was written: the log bytes and their metadata, every call with its
 //! bookkeeping, dedup keys, the retention floor; sequences continue.
 //!
@@ -24,7 +24,7 @@ use switchboard::store::{CallQuery, IngestBatch, IngestOutcome, StateFilter, Sto
 
 use crate::common::sf;
 
-/// The version-1 schema, as builds up to 0afc3c3 created it.
+/// The version-1 schema, as every build up to d10bdb5 created it.
 const V1_DDL: &str = "
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,

@@ -1,6 +1,6 @@
 //! Brings a file of an older layout to [`schema::VERSION`] on open.
 //!
-//! Version 1 (builds up to 0afc3c3) declared itself in `meta.schema_version`
+//! Version 1 (every build up to d10bdb5) declared itself in `meta.schema_version`
 //! and kept `call_json`, text dedup keys with `entry_json`, and the filter
 //! columns beside every update. The migration runs in one transaction: the
 //! old tables are renamed, the new ones filled from them (the log by one

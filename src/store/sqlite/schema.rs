@@ -15,7 +15,7 @@
 //!   without an index on time.
 //! * `meta`: the retention floor.
 //!
-//! Version 1 (builds up to 0afc3c3: `call_json`, text dedup keys, filter
+//! Version 1 (every build up to d10bdb5: `call_json`, text dedup keys, filter
 //! columns beside every update) is migrated on open ([`super::migrate`]).
 
 use rusqlite::{Connection, OptionalExtension};
