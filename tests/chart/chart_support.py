@@ -33,7 +33,7 @@ SERVER_CONFIG_KEYS = frozenset(
     """
     listen metrics_listen health_listen store data_dir nats_url nats_creds nats_user
     nats_password nats_token nats_user_file nats_password_file nats_token_file nats_ca nats_stream_replicas log_format log_level dedup_window
-    retention_max_age retention_max_events retention_interval correlation_window call_idle_timeout
+    retention_max_age retention_max_events replay_cache_bytes retention_interval correlation_window call_idle_timeout
     heartbeat_interval subscriber_buffer max_payload_bytes max_message_bytes
     max_concurrent_streams keepalive_interval keepalive_timeout default_region drain_delay
     cors_origins auth_file tls_cert tls_key tls_client_ca max_subscribers_per_tenant

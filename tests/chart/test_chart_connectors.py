@@ -120,7 +120,8 @@ def test_with_network_policies_the_server_admits_the_connectors_and_their_pods_a
     rendered: dict[str, Rendered],
 ) -> None:
     r = rendered["connectors"]
-    server_policy = r.one("NetworkPolicy")
+    # The server's policy is named after its workload (the helm test pod has one of its own).
+    server_policy = r.one("NetworkPolicy", r.workload["metadata"]["name"])
     grpc_peers = next(rule["from"] for rule in server_policy["spec"]["ingress"] if rule["ports"][0]["port"] == "grpc")
     policies = r.connectors("NetworkPolicy")
     assert len(policies) == 2

@@ -75,7 +75,7 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 def policies_of(rendered: Rendered, pod: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
     return [
         p
-        for p in rendered.all("NetworkPolicy")
+        for p in rendered.all("NetworkPolicy") + rendered.connectors("NetworkPolicy")
         if p["metadata"].get("namespace") == namespace and selects(p["spec"]["podSelector"], pod["metadata"].get("labels", {}))
     ]
 
