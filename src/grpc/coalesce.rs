@@ -151,7 +151,8 @@ mod tests {
         let (client, server) = tokio::io::duplex(1 << 20);
         let mut w = Coalescing::new(client);
         w.write_all(b"hello ").await.unwrap();
-        w.write_vectored(&[IoSlice::new(b"wor"), IoSlice::new(b"ld")]).await.unwrap();
+        let n = w.write_vectored(&[IoSlice::new(b"wor"), IoSlice::new(b"ld")]).await.unwrap();
+        assert_eq!(n, 5, "every slice is taken whole");
         // Nothing reaches the peer before the flush.
         assert_eq!(w.pending, b"hello world");
         w.flush().await.unwrap();
