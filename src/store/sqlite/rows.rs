@@ -21,7 +21,7 @@ use crate::plan::DedupEntry;
 /// Separates agent ids in one column (never part of an id).
 pub(super) const SEP: char = '\u{1f}';
 
-/// Microseconds since the epoch: how times are stored.
+/// Microseconds since the epoch: how event and call times are stored.
 pub(super) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -67,7 +67,8 @@ pub(super) fn encode_dedup(entry: &DedupEntry) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// A dedup row back.
+/// A dedup row back (`created_at` in microseconds: the window is applied at
+/// that precision).
 pub(super) fn decode_dedup(entry: &[u8], created_at: i64) -> Result<DedupEntry, StoreError> {
     let d = StoredDedup::decode(entry).map_err(|e| StoreError::Corrupt(format!("dedup entry: {e}")))?;
     Ok(DedupEntry {
@@ -173,6 +174,8 @@ pub(super) fn load_record(seq: i64, tenant: String, received_at: i64, update: &[
 mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
+
+    use chrono::SubsecRound;
 
     use super::*;
     use crate::domain::*;
@@ -293,7 +296,9 @@ mod tests {
         let created_at = from_micros(micros(t(9)));
         let entry = DedupEntry { call_id: "sf:x".into(), call_sequence: 3, sequences: vec![7, 8], created_at };
         let bytes = encode_dedup(&entry);
-        assert_eq!(decode_dedup(&bytes, micros(entry.created_at)).unwrap(), entry);
+        let back = decode_dedup(&bytes, micros(entry.created_at)).unwrap();
+        assert_eq!(back.created_at, entry.created_at.trunc_subsecs(6), "kept to the microsecond");
+        assert_eq!(DedupEntry { created_at: entry.created_at, ..back }, entry);
         assert!(bytes.len() < 16, "{} bytes", bytes.len());
     }
 

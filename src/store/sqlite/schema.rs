@@ -34,7 +34,7 @@ pub(super) const DDL: &str = "
 CREATE TABLE events (
     seq INTEGER PRIMARY KEY,
     tenant TEXT NOT NULL,
-    received_at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL, -- microseconds
     update_pb BLOB NOT NULL
 );
 CREATE INDEX events_by_tenant ON events (tenant);
@@ -51,7 +51,7 @@ CREATE TABLE calls (
     agent_ids TEXT NOT NULL,
     correlation_key TEXT,
     updated_at INTEGER NOT NULL,
-    first_received_at INTEGER,
+    first_received_at INTEGER, -- nanoseconds
     call_pb BLOB NOT NULL,
     bookkeeping TEXT
 );
@@ -62,7 +62,7 @@ CREATE INDEX calls_by_correlation ON calls (tenant, correlation_key, last_seq) W
 CREATE TABLE dedup (
     id INTEGER PRIMARY KEY,
     key BLOB NOT NULL,
-    created_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL, -- microseconds
     entry BLOB NOT NULL
 );
 CREATE UNIQUE INDEX dedup_by_key ON dedup (key);
