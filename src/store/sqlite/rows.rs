@@ -292,9 +292,7 @@ mod tests {
 
     #[test]
     fn dedup_entries_round_trip() {
-        // The store keeps times in microseconds.
-        let created_at = from_micros(micros(t(9)));
-        let entry = DedupEntry { call_id: "sf:x".into(), call_sequence: 3, sequences: vec![7, 8], created_at };
+        let entry = DedupEntry { call_id: "sf:x".into(), call_sequence: 3, sequences: vec![7, 8], created_at: t(9) };
         let bytes = encode_dedup(&entry);
         let back = decode_dedup(&bytes, micros(entry.created_at)).unwrap();
         assert_eq!(back.created_at, entry.created_at.trunc_subsecs(6), "kept to the microsecond");
