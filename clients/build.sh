@@ -3,9 +3,9 @@
 #   1. the protobuf-es code generated from proto/ (and proto-vendor/google/rpc)
 #      into clients/typescript/gen, by `buf generate` with the repository's
 #      buf.gen.yaml (local plugins only);
-#   2. the call board: clients/web/board/ → src/board/assets/ (index.html and
-#      board.css as they are, board.js bundled by esbuild), which
-#      `switchboard serve` embeds;
+#   2. the call board's script: clients/web/board/ → src/board/assets/board.js,
+#      bundled by esbuild, which `switchboard serve` embeds (with index.html
+#      and board.css, which it embeds from clients/web/board/ directly);
 #   3. the browser relay: clients/web/relay/ → clients/web/dist/switchboard-relay.js,
 #      the one file integrators copy into a static resource.
 #
@@ -44,7 +44,6 @@ fi
 mkdir -p "$out/src/board/assets" "$out/clients/web/dist"
 common=(--bundle --format=esm --target=es2022 --minify --legal-comments=none --charset=utf8 --log-level=warning)
 (cd "$clients/web" && "$bin/esbuild" board/main.js "${common[@]}" --outfile="$out/src/board/assets/board.js")
-cp "$clients/web/board/index.html" "$clients/web/board/board.css" "$out/src/board/assets/"
 (cd "$clients/web" && "$bin/esbuild" relay/index.js "${common[@]}" --outfile="$out/clients/web/dist/switchboard-relay.js")
 
 if $check; then

@@ -14,10 +14,11 @@ struct Asset {
     body: &'static [u8],
 }
 
-/// The page, its script bundle and its style sheet (`clients/web/build.sh`
-/// writes them from `clients/web/board/`).
+/// The page, its script bundle and its style sheet: the page and the style
+/// sheet straight from their sources in `clients/web/board/`, the script as
+/// `clients/build.sh` bundled it into `assets/`.
 const ASSETS: [Asset; 3] = [
-    Asset { path: "/", content_type: "text/html; charset=utf-8", body: include_bytes!("assets/index.html") },
+    Asset { path: "/", content_type: "text/html; charset=utf-8", body: include_bytes!("../../clients/web/board/index.html") },
     Asset {
         path: "/board/board.js",
         content_type: "text/javascript; charset=utf-8",
@@ -26,7 +27,7 @@ const ASSETS: [Asset; 3] = [
     Asset {
         path: "/board/board.css",
         content_type: "text/css; charset=utf-8",
-        body: include_bytes!("assets/board.css"),
+        body: include_bytes!("../../clients/web/board/board.css"),
     },
 ];
 

@@ -5,9 +5,10 @@
 //! its own and goes through the same authentication.
 //!
 //! The assets are embedded in the binary ([`assets`]). Their sources are
-//! under `clients/web/board/`; `clients/web/build.sh` bundles them into
-//! `src/board/assets/` (committed), and `scripts/test` checks that the
-//! committed bundle matches a fresh build.
+//! under `clients/web/board/`: the page and style sheet are embedded from
+//! there; `clients/build.sh` bundles the script into `src/board/assets/`
+//! (committed), and `scripts/test` checks that the committed bundle matches
+//! a fresh build.
 //!
 //! [`BoardLayer`] answers the board's `GET`s before gRPC-Web sees them
 //! (tonic-web refuses any other HTTP/1.1 request) and passes everything else
