@@ -18,7 +18,11 @@ struct Asset {
 /// sheet straight from their sources in `clients/web/board/`, the script as
 /// `clients/build.sh` bundled it into `assets/`.
 const ASSETS: [Asset; 3] = [
-    Asset { path: "/", content_type: "text/html; charset=utf-8", body: include_bytes!("../../clients/web/board/index.html") },
+    Asset {
+        path: "/",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../clients/web/board/index.html"),
+    },
     Asset {
         path: "/board/board.js",
         content_type: "text/javascript; charset=utf-8",
