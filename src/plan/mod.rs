@@ -264,9 +264,9 @@ impl<'b> Planning<'b> {
             bridge_received_at: batch.bridge_received_at,
             event_id,
         };
-        let event_id_of = |key: &str| event_id(tenant, n.vendor, key, draft.event_type, index);
+        let event_id_of = |at: Option<u64>| event_id(tenant, n.vendor, &self.identity_key, at, draft.event_type, index);
         let Some(call_ref) = &draft.call else {
-            let event = lifecycle::agent_event(draft, &ctx(event_id_of(&self.identity_key)));
+            let event = lifecycle::agent_event(draft, &ctx(event_id_of(None)));
             return Ok(Step::Event { event: Box::new(event), call: None, based_on: 0 });
         };
         let (call_id, existing) = correlate::resolve(batch, call_ref, draft, view, &self.local, windows)?;
@@ -282,9 +282,9 @@ impl<'b> Planning<'b> {
             // "the same vendor event" is the same content at the same point
             // of the call, so the call's position is part of the event id.
             let at = existing.as_ref().map_or(0, |c| c.call_sequence);
-            event_id_of(&format!("{}@{at}", self.identity_key))
+            event_id_of(Some(at))
         } else {
-            event_id_of(&self.identity_key)
+            event_id_of(None)
         };
         let ctx = ctx(event_id);
         let based_on = existing.as_ref().map_or(0, |c| c.last_sequence);
