@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use phonenumber::country;
 
+mod valid;
+
 use crate::domain::{Party, PartyRole};
 
 /// Digits at or below this count, without a leading `+`, are extensions.
@@ -86,7 +88,7 @@ impl PhoneNormalizer {
             return None;
         }
         let valid = |n: phonenumber::PhoneNumber| {
-            phonenumber::is_valid(&n).then(|| n.format().mode(phonenumber::Mode::E164).to_string())
+            valid::is_valid(&n).then(|| n.format().mode(phonenumber::Mode::E164).to_string())
         };
         // International numbers parse without a region: with one, the crate
         // strips that region's national prefix after the country code
