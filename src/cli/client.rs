@@ -114,3 +114,18 @@ pub fn parse_vendor(s: &str) -> Result<i32, String> {
         format!("unknown vendor {s:?}; one of: auto, 8x8_agent_panel, 8x8_event_streaming, xelion, salesforce_voice")
     })
 }
+
+/// The field violations of a rejected request (`google.rpc.BadRequest` in
+/// the status details) as JSON objects `{field, description}`: what
+/// `switchboard ingest` prints and what a connector writes beside a
+/// dead-lettered frame. Empty when the status carries none.
+pub fn field_violations_json(status: &tonic::Status) -> Vec<serde_json::Value> {
+    tonic_types::StatusExt::get_details_bad_request(status)
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| serde_json::json!({"field": v.field, "description": v.description}))
+                .collect()
+        })
+        .unwrap_or_default()
+}

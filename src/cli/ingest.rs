@@ -91,14 +91,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             }
             Err(status) => {
                 failed += 1;
-                let details = tonic_types::StatusExt::get_details_bad_request(&status)
-                    .map(|b| {
-                        b.field_violations
-                            .iter()
-                            .map(|v| json!({"field": v.field, "description": v.description}))
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default();
+                let details = super::field_violations_json(&status);
                 println!(
                     "{}",
                     json!({"source": origin, "error": {"code": format!("{:?}", status.code()), "message": status.message(), "violations": details}})

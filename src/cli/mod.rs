@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use client::{ClientArgs, Conn};
+pub use client::{ClientArgs, Conn, field_violations_json};
 pub(crate) use serve::signal_watch;
 
 /// switchboard: one canonical call lifecycle from many telephony vendors,

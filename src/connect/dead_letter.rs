@@ -35,14 +35,7 @@ impl DeadLetters {
     /// Appends `frame` with the reason Ingest gave, and syncs it to disk
     /// before returning: the caller acknowledges the frame right after.
     pub async fn append(&self, frame: &[u8], status: &tonic::Status) -> std::io::Result<()> {
-        let violations = tonic_types::StatusExt::get_details_bad_request(status)
-            .map(|b| {
-                b.field_violations
-                    .iter()
-                    .map(|v| json!({"field": v.field, "description": v.description}))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
+        let violations = crate::cli::field_violations_json(status);
         let line = json!({
             "rejected_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "connector": self.connector,
