@@ -102,7 +102,7 @@ impl Hub {
             for rec in records {
                 if let Some(slots) = tenants.get(&rec.tenant) {
                     for slot in slots {
-                        if slot.lagged.load(Ordering::Relaxed) || !slot.filter.matches(&rec.meta) {
+                        if slot.lagged.load(Ordering::Relaxed) || !slot.filter.matches(rec.meta()) {
                             continue;
                         }
                         if let Err(mpsc::error::TrySendError::Full(_)) = slot.tx.try_send(rec.clone()) {

@@ -2,6 +2,7 @@
 //! metadata plus the pre-encoded subscription frame.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -20,8 +21,10 @@ pub struct Record {
     pub tenant: String,
     /// When the server received the event.
     pub received_at: DateTime<Utc>,
-    /// What filters look at.
-    pub meta: EventMeta,
+    /// What filters look at: known when the record is built from an event,
+    /// decoded from the frame on first use when it was read back from
+    /// storage, so a replay without a filter never pays for it.
+    meta: OnceLock<EventMeta>,
     /// The encoded `SubscribeResponse { update }`.
     frame: Bytes,
     /// Where the encoded `CallUpdate` starts inside `frame`.
@@ -58,7 +61,7 @@ impl Record {
             sequence: event.sequence,
             tenant: event.tenant_id.clone(),
             received_at: event.received_at,
-            meta: into_event_meta(update),
+            meta: OnceLock::from(into_event_meta(update)),
             frame: Bytes::from(frame),
             update_offset,
         }
@@ -80,37 +83,46 @@ impl Record {
         meta: EventMeta,
         update: &[u8],
     ) -> Record {
+        let mut record = Record::unread(sequence, tenant, received_at, update);
+        record.meta = OnceLock::from(meta);
+        record
+    }
+
+    /// A record whose filter metadata is decoded when first asked for.
+    fn unread(sequence: u64, tenant: String, received_at: DateTime<Utc>, update: &[u8]) -> Record {
         let frame = update_frame(update);
         let update_offset = frame.len() - update.len();
-        Record { sequence, tenant, received_at, meta, frame, update_offset }
+        Record { sequence, tenant, received_at, meta: OnceLock::new(), frame, update_offset }
     }
 
     /// Rebuilds a record from its encoded `CallUpdate` alone (a log that
-    /// keeps only the bytes and the columns its indexes need): decodes just
-    /// the fields filters look at and skips the rest by their headers, so a
-    /// replay pays for neither the parties nor the details it passes on
-    /// unread.
+    /// keeps only the bytes and the columns its indexes need). Checks the
+    /// update's top-level framing and that it holds an event, reading field
+    /// headers only; the filter metadata is decoded on first use
+    /// ([`Record::meta`]), so a replay that filters nothing never decodes it.
     pub fn from_stored(
         sequence: u64,
         tenant: String,
         received_at: DateTime<Utc>,
         update: &[u8],
     ) -> Result<Record, RecordError> {
-        let m = MetaUpdate::decode(update)?;
-        let (event, call) = (m.event.ok_or(RecordError::NoEvent)?, m.call.unwrap_or_default());
-        let meta = meta(MetaParts {
-            call_id: event.call_id,
-            conversation_id: event.conversation_id,
-            event_type: event.event_type,
-            vendor: event.vendor,
-            direction: event.direction,
-            call_direction: call.direction,
-            agent_id: event.agent_id,
-            agent_ids: call.agent_ids,
-            queue_id: event.queue_id,
-            call_queue_id: call.queue_id,
-        });
-        Ok(Record::from_parts(sequence, tenant, received_at, meta, update))
+        if field_ranges(update, 1)?.is_empty() {
+            return Err(RecordError::NoEvent);
+        }
+        Ok(Record::unread(sequence, tenant, received_at, update))
+    }
+
+    /// What filters look at. For a stored record, decodes just the fields
+    /// filters need and skips the rest by their headers. A stored update
+    /// whose framing was checked but whose event does not decode matches
+    /// only filters that ask for nothing (it is logged once per record).
+    pub fn meta(&self) -> &EventMeta {
+        self.meta.get_or_init(|| {
+            decode_meta(self.update_bytes()).unwrap_or_else(|e| {
+                tracing::error!(sequence = self.sequence, error = %e, "stored event does not decode; filters see no fields");
+                EventMeta::default()
+            })
+        })
     }
 
     /// The encoded `Call` of the update (its one `call` field), when it has
@@ -146,6 +158,24 @@ impl Record {
         }
         Ok(parts)
     }
+}
+
+/// [`EventMeta`] of an encoded `CallUpdate`, decoding only the fields it needs.
+fn decode_meta(update: &[u8]) -> Result<EventMeta, RecordError> {
+    let m = MetaUpdate::decode(update)?;
+    let (event, call) = (m.event.ok_or(RecordError::NoEvent)?, m.call.unwrap_or_default());
+    Ok(meta(MetaParts {
+        call_id: event.call_id,
+        conversation_id: event.conversation_id,
+        event_type: event.event_type,
+        vendor: event.vendor,
+        direction: event.direction,
+        call_direction: call.direction,
+        agent_id: event.agent_id,
+        agent_ids: call.agent_ids,
+        queue_id: event.queue_id,
+        call_queue_id: call.queue_id,
+    }))
 }
 
 /// The fields of a `CallUpdate` that [`EventMeta`] needs, with the tags of
@@ -337,10 +367,19 @@ mod tests {
         let bytes = update.encode_to_vec();
         let full = Record::from_update(7, &update, &bytes).unwrap();
         let light = Record::from_stored(7, "t".into(), full.received_at, &bytes).unwrap();
-        assert_eq!(light.meta, full.meta);
+        assert_eq!(light.meta(), full.meta());
+        assert_eq!(light.meta().agent_ids, ["bob", "ann"]);
         assert_eq!((light.update_bytes(), light.frame()), (full.update_bytes(), full.frame()));
         assert_eq!(light.call_bytes().unwrap(), update.call.unwrap().encode_to_vec());
         assert!(Record::from_stored(7, "t".into(), full.received_at, &[0x12, 0x00]).is_err(), "no event");
+        assert!(Record::from_stored(7, "t".into(), full.received_at, &[0x0a, 0x05, 0x01]).is_err(), "truncated");
+    }
+
+    #[test]
+    fn a_stored_event_that_does_not_decode_has_empty_meta() {
+        // Framing is right (field 1, two bytes), the event inside is not.
+        let record = Record::from_stored(7, "t".into(), Utc::now(), &[0x0a, 0x02, 0xff, 0xff]).unwrap();
+        assert_eq!(record.meta(), &EventMeta::default());
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl IngestApi {
         span.record("vendor", out.vendor.label());
         span.record("outcome", out.outcome.label());
         if let Some(r) = out.records.first() {
-            span.record("call_id", r.meta.call_id.as_str());
+            span.record("call_id", r.meta().call_id.as_str());
         }
         let answer = EncodedResponse::ingest(outcome(out.outcome), out.vendor.number(), &out.records).map_err(|e| {
             tracing::error!(error = %e, "stored event does not frame");

@@ -77,11 +77,14 @@ impl Services {
     /// Opens a subscription. Errors that can be known up front (expired
     /// cursor) are returned here, before the stream starts.
     pub async fn subscribe(&self, spec: SubscribeSpec) -> Result<Subscription, ServiceError> {
-        let subscriber = Subscriber::open(self, spec).await?;
-        Ok(Box::pin(futures_util::stream::unfold(subscriber, |mut s| async move {
-            let frame = s.next_frame().await?;
-            Some((frame, s))
-        })))
+        let mut subscriber = Subscriber::open(self, spec).await?;
+        // The subscriber stays in place inside the stream's state (`unfold`
+        // would move it in and out of a future on every frame).
+        Ok(Box::pin(async_stream::stream! {
+            while let Some(frame) = subscriber.next_frame().await {
+                yield frame;
+            }
+        }))
     }
 }
 
@@ -113,6 +116,8 @@ enum Wake {
 struct Subscriber {
     tenant: TenantId,
     filter: Arc<EventFilter>,
+    /// The filter passes every event.
+    match_all: bool,
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     /// Records per log read.
@@ -214,6 +219,7 @@ impl Subscriber {
         let every = spec.heartbeat.unwrap_or(services.options.heartbeat_interval);
         Ok(Subscriber {
             tenant: spec.tenant,
+            match_all: spec.filter.is_empty(),
             filter: spec.filter,
             store: store.clone(),
             hub: hub.clone(),
@@ -290,7 +296,9 @@ impl Subscriber {
                 continue;
             }
             self.out.cursor = r.sequence;
-            if self.filter.matches(&r.meta) {
+            // A stored record decodes its filter fields on first use: a
+            // subscription that filters nothing never asks.
+            if self.match_all || self.filter.matches(r.meta()) {
                 self.sent_any = true;
                 self.out.frames.push_back(Ok(EncodedResponse::update(&r)));
             }

@@ -208,7 +208,7 @@ async fn concurrent_writers_of_one_call(b: &Backend) {
     }
     let records = b.store.read(&tenant("t"), 0, 1000).await.unwrap();
     let mut call_seqs = Vec::new();
-    for r in records.iter().filter(|r| r.meta.call_id == "sf:busy") {
+    for r in records.iter().filter(|r| r.meta().call_id == "sf:busy") {
         let u = <switchboard::proto::v1::CallUpdate as prost::Message>::decode(r.update_bytes()).unwrap();
         call_seqs.push(u.event.unwrap().call_sequence);
     }
@@ -224,7 +224,7 @@ async fn agent_panel_events_correlate_into_one_call(b: &Backend) {
     let (_, a) = ingest(&b.store, batch("t", Vendor::AgentPanel8x8, &accepted, None)).await;
     let recs = b.store.read(&tenant("t"), o[0] - 1, 10).await.unwrap();
     assert_eq!(recs.iter().map(|r| r.sequence).collect::<Vec<_>>(), vec![o[0], a[0]]);
-    assert_eq!(recs[0].meta.call_id, recs[1].meta.call_id, "offered and accepted are one call");
+    assert_eq!(recs[0].meta().call_id, recs[1].meta().call_id, "offered and accepted are one call");
 
     // The same caller offered on two agents' panels at once (each relay
     // names its agent): two calls, each agent's accept on her own.
@@ -239,7 +239,7 @@ async fn agent_panel_events_correlate_into_one_call(b: &Backend) {
         let (o, seqs) = ingest(&b.store, relay(payload, agent)).await;
         assert_eq!(o, IngestOutcome::Accepted, "{agent}");
         let rec = b.store.read(&tenant("t2"), seqs[0] - 1, 1).await.unwrap();
-        call_of.entry(agent).or_insert_with(Vec::new).push(rec[0].meta.call_id.clone());
+        call_of.entry(agent).or_insert_with(Vec::new).push(rec[0].meta().call_id.clone());
     }
     assert_eq!(call_of["ann"][0], call_of["ann"][1], "ann's accept is on ann's call");
     assert_eq!(call_of["bob"][0], call_of["bob"][1], "bob's accept is on bob's call");

@@ -135,7 +135,7 @@ impl V1Writer {
         let mut records = Vec::new();
         for (event, call) in &plan.appended {
             let record = Record::from_event(event, call.as_ref());
-            let meta = &record.meta;
+            let meta = record.meta();
             tx.execute(
                 "INSERT INTO events (seq, tenant, call_id, conversation_id, event_type, vendor, direction, agent_ids, queue_id, received_at, event_id, update_pb)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -271,7 +271,7 @@ async fn a_version_1_data_directory_is_migrated_and_read_back_unchanged() {
         let at = |r: &Record| r.received_at.timestamp_micros();
         assert_eq!((r.sequence, &r.tenant, at(r)), (w.sequence, &w.tenant, at(w)));
         assert_eq!(r.update_bytes(), w.update_bytes(), "event {}", w.sequence);
-        assert_eq!(r.meta, w.meta, "event {}", w.sequence);
+        assert_eq!(r.meta(), w.meta(), "event {}", w.sequence);
     }
     assert_eq!(store.bounds().await.unwrap().last, written.len() as u64);
 
