@@ -145,15 +145,23 @@ pub fn is_valid(number: &phonenumber::PhoneNumber) -> bool {
     slot.get_or_init(|| Code::load(code)).is_valid(&number.national().to_string())
 }
 
+/// Compiles a metadata pattern anchored at the start of the text.
+///
+/// The crate asks for the leftmost match and whether it starts at the first
+/// character; the leftmost match starts there exactly when some match does,
+/// which an anchored `is_match` answers without scanning the rest of the
+/// text for a later start or looking for where the match ends (a perf
+/// profile of S1 had the unanchored search at 4 % of the server's CPU).
 fn compile(pattern: &str) -> Option<Regex> {
-    // The crate builds its patterns with the `x` flag (whitespace ignored).
-    RegexBuilder::new(pattern).ignore_whitespace(true).build().ok()
+    // The crate builds its patterns with the `x` flag (whitespace ignored);
+    // the newline ends any comment before the closing parenthesis.
+    RegexBuilder::new(&format!("^(?:{pattern}\n)")).ignore_whitespace(true).build().ok()
 }
 
 /// A match that starts at the first character: the crate's test (`find`,
-/// then `start() == 0`).
+/// then `start() == 0`), on a pattern [`compile`] anchored.
 fn starts_at_zero(regex: &Regex, text: &str) -> bool {
-    regex.find(text).is_some_and(|m| m.start() == 0)
+    regex.is_match(text)
 }
 
 #[cfg(test)]
