@@ -138,7 +138,12 @@ impl Inner {
             m.head = m.head.max(record.sequence);
         }
         if publish {
-            self.hub.publish(&[record]);
+            // The tail first: a subscriber that reads it after registering
+            // with the hub misses nothing (it may see a record twice, and
+            // drops the second by its cursor).
+            let records = [record];
+            self.tail.push(&records);
+            self.hub.publish(&records);
         }
     }
 

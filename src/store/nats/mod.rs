@@ -48,6 +48,7 @@ use super::{
 };
 use crate::domain::{Call, CallState, TenantId, VendorOrder};
 use crate::hub::Hub;
+use crate::store::tail::Tail;
 
 pub use subjects::escape;
 
@@ -181,6 +182,13 @@ struct Inner {
     nats: NatsOptions,
     mirror: Mutex<Mirror>,
     feeding: AtomicBool,
+    /// The newest records this replica's consumer published to its hub
+    /// (`--replay-cache-bytes`): a subscriber that lagged behind its queue,
+    /// or reconnects with a recent cursor, reads them from memory instead
+    /// of creating a JetStream consumer of its own. Complete after the head
+    /// at open; records at or below it are never published here, so a read
+    /// that starts below it goes to the stream.
+    tail: Tail,
 }
 
 /// The JetStream store.
@@ -256,6 +264,7 @@ impl NatsStore {
             let replicas = nats.replicas;
             async move { key_value(&js, &bucket, max_age, replicas).await }
         };
+        let head = stream.get_info().await.map_err(unavailable)?.state.last_sequence;
         let calls = kv("CALLS", opts.retention_max_age.unwrap_or_default()).await?;
         let dedup = kv("DEDUP", opts.dedup_window).await?;
         let correlation = kv("CORRELATION", opts.correlation_window * 2).await?;
@@ -266,12 +275,12 @@ impl NatsStore {
             dedup,
             correlation,
             hub,
-            opts,
             nats,
             mirror: Mutex::new(Mirror::default()),
             feeding: AtomicBool::new(false),
+            tail: Tail::new(opts.replay_cache_bytes, head),
+            opts,
         });
-        let head = inner.info().await?.state.last_sequence;
         inner.load_mirror(head).await?;
         inner.hub.set_head(head);
         let stop = CancellationToken::new();
@@ -340,6 +349,11 @@ impl Inner {
         }
         if after >= info.state.last_sequence {
             return Ok(Vec::new());
+        }
+        if let Some(records) = self.tail.read(tenant.as_str(), after, limit) {
+            // What this replica's hub has published past `after`; anything
+            // newer reaches a registered subscriber through the hub.
+            return Ok(records);
         }
         let cfg = consumer::pull::OrderedConfig {
             filter_subject: subjects::tenant_filter(&self.nats.subject_prefix, tenant.as_str()),
