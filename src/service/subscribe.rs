@@ -116,8 +116,6 @@ enum Wake {
 struct Subscriber {
     tenant: TenantId,
     filter: Arc<EventFilter>,
-    /// The filter passes every event.
-    match_all: bool,
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     /// Records per log read.
@@ -219,7 +217,6 @@ impl Subscriber {
         let every = spec.heartbeat.unwrap_or(services.options.heartbeat_interval);
         Ok(Subscriber {
             tenant: spec.tenant,
-            match_all: spec.filter.is_empty(),
             filter: spec.filter,
             store: store.clone(),
             hub: hub.clone(),
@@ -298,7 +295,7 @@ impl Subscriber {
             self.out.cursor = r.sequence;
             // A stored record decodes its filter fields on first use: a
             // subscription that filters nothing never asks.
-            if self.match_all || self.filter.matches(r.meta()) {
+            if self.filter.is_empty() || self.filter.matches(r.meta()) {
                 self.sent_any = true;
                 self.out.frames.push_back(Ok(EncodedResponse::update(&r)));
             }

@@ -350,6 +350,9 @@ impl Inner {
         if after >= info.state.last_sequence {
             return Ok(Vec::new());
         }
+        // The tail only after the retention check above: it may still hold
+        // records the stream's limits removed, and a cursor below them is
+        // expired on every replica alike.
         if let Some(records) = self.tail.read(tenant.as_str(), after, limit) {
             // What this replica's hub has published past `after`; anything
             // newer reaches a registered subscriber through the hub.
