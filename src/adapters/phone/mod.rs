@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use phonenumber::country;
 
+mod international;
 mod valid;
 
 use crate::domain::{Party, PartyRole};
@@ -83,6 +84,9 @@ impl PhoneNormalizer {
     }
 
     fn parse(&self, raw: &str) -> Option<String> {
+        if let Some(answer) = international::e164(raw) {
+            return answer;
+        }
         let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
         if digits.len() <= MAX_EXTENSION_DIGITS && !raw.starts_with('+') {
             return None;

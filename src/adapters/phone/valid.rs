@@ -19,7 +19,7 @@ use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
 use regex::{Regex, RegexBuilder};
 
 /// Country calling codes are one to three digits.
-const CODES: usize = 1000;
+pub(super) const CODES: usize = 1000;
 
 /// One pattern with the lengths it allows, matched like the crate's
 /// `Descriptor::is_match`: the length first, then a match that starts at the
@@ -138,11 +138,17 @@ impl Code {
 /// Whether `number` is valid, by libphonenumber's metadata: the same answer
 /// as `phonenumber::is_valid(number)`.
 pub fn is_valid(number: &phonenumber::PhoneNumber) -> bool {
+    national_is_valid(number.country().code(), &number.national().to_string())
+}
+
+/// Whether the national number `national` (digits, without leading zeros
+/// the crate would keep apart) is valid under country calling code `code`:
+/// [`is_valid`] for a number not parsed into the crate's type.
+pub fn national_is_valid(code: u16, national: &str) -> bool {
     static CODES_SEEN: OnceLock<Box<[OnceLock<Code>]>> = OnceLock::new();
     let table = CODES_SEEN.get_or_init(|| (0..CODES).map(|_| OnceLock::new()).collect());
-    let code = number.country().code();
     let Some(slot) = table.get(usize::from(code)) else { return false };
-    slot.get_or_init(|| Code::load(code)).is_valid(&number.national().to_string())
+    slot.get_or_init(|| Code::load(code)).is_valid(national)
 }
 
 /// Compiles a metadata pattern anchored at the start of the text.
@@ -152,7 +158,7 @@ pub fn is_valid(number: &phonenumber::PhoneNumber) -> bool {
 /// which an anchored `is_match` answers without scanning the rest of the
 /// text for a later start or looking for where the match ends (a perf
 /// profile of S1 had the unanchored search at 4 % of the server's CPU).
-fn compile(pattern: &str) -> Option<Regex> {
+pub(super) fn compile(pattern: &str) -> Option<Regex> {
     // The crate builds its patterns with the `x` flag (whitespace ignored);
     // the newline ends any comment before the closing parenthesis.
     RegexBuilder::new(&format!("^(?:{pattern}\n)")).ignore_whitespace(true).build().ok()
