@@ -48,18 +48,23 @@ fn num<T: Copy>(v: Option<T>, f: impl Fn(T) -> i32) -> i32 {
 
 /// A party on the wire.
 pub fn party(p: &Party) -> pb::Party {
+    into_party(p.clone())
+}
+
+/// [`party`] of a party not needed afterwards: its strings move.
+fn into_party(p: Party) -> pb::Party {
     pb::Party {
         role: num(p.role, |r| r.number()),
-        phone_number: p.phone_number.clone(),
-        e164: p.e164.clone(),
-        display_name: p.display_name.clone(),
-        agent_id: p.agent_id.clone(),
-        user_id: p.user_id.clone(),
-        party_id: p.party_id.clone(),
         state: num(p.state, |s| s.number()),
         joined_at: opt_ts(p.joined_at),
         left_at: opt_ts(p.left_at),
         wrap_up: p.wrap_up.as_ref().map(wrap_up),
+        phone_number: p.phone_number,
+        e164: p.e164,
+        display_name: p.display_name,
+        agent_id: p.agent_id,
+        user_id: p.user_id,
+        party_id: p.party_id,
     }
 }
 
@@ -136,26 +141,32 @@ fn detail(d: &Detail) -> pb::call_event::Detail {
 
 /// An event on the wire.
 pub fn call_event(e: &CallEvent) -> pb::CallEvent {
+    into_call_event(e.clone())
+}
+
+/// [`call_event`] of an event not needed afterwards (the store's append
+/// path): its strings, parties and attributes move instead of being copied.
+pub fn into_call_event(e: CallEvent) -> pb::CallEvent {
     pb::CallEvent {
-        event_id: e.event_id.clone(),
         sequence: e.sequence,
         call_sequence: e.call_sequence,
-        tenant_id: e.tenant_id.clone(),
-        call_id: e.call_id.clone(),
-        conversation_id: e.conversation_id.clone(),
         r#type: e.event_type.number(),
         occurred_at: Some(timestamp(e.occurred_at)),
         received_at: Some(timestamp(e.received_at)),
         vendor: e.vendor.number(),
-        vendor_event_type: e.vendor_event_type.clone(),
         direction: num(e.direction, |d| d.number()),
         state: num(e.state, |s| s.number()),
-        parties: e.parties.iter().map(party).collect(),
-        agent_id: e.agent_id.clone(),
-        queue_id: e.queue_id.clone(),
         media: num(e.media, |m| m.number()),
         detail: e.detail.as_ref().map(detail),
-        attributes: e.attributes.clone(),
+        event_id: e.event_id,
+        tenant_id: e.tenant_id,
+        call_id: e.call_id,
+        conversation_id: e.conversation_id,
+        vendor_event_type: e.vendor_event_type,
+        parties: e.parties.into_iter().map(into_party).collect(),
+        agent_id: e.agent_id,
+        queue_id: e.queue_id,
+        attributes: e.attributes,
     }
 }
 

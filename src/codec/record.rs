@@ -48,8 +48,10 @@ pub enum RecordError {
 impl Record {
     /// Encodes an appended event (with its sequence) and its call: the one
     /// encode an event ever gets.
-    pub fn from_event(event: &CallEvent, call: Option<&Call>) -> Record {
-        let update = pb::CallUpdate { event: Some(convert::call_event(event)), call: call.map(convert::call) };
+    pub fn from_event(event: CallEvent, call: Option<&Call>) -> Record {
+        let (sequence, received_at) = (event.sequence, event.received_at);
+        let tenant = event.tenant_id.clone();
+        let update = pb::CallUpdate { event: Some(convert::into_call_event(event)), call: call.map(convert::call) };
         // The frame header and the update in one buffer: no second copy.
         let len = update.encoded_len();
         let mut frame = Vec::with_capacity(len + 6);
@@ -58,9 +60,9 @@ impl Record {
         let update_offset = frame.len();
         update.encode_raw(&mut frame);
         Record {
-            sequence: event.sequence,
-            tenant: event.tenant_id.clone(),
-            received_at: event.received_at,
+            sequence,
+            tenant,
+            received_at,
             meta: OnceLock::from(into_event_meta(update)),
             frame: Bytes::from(frame),
             update_offset,

@@ -88,6 +88,11 @@ pub mod limits {
 }
 
 fn truncated(s: &str, max_chars: usize) -> String {
+    // No more bytes than the limit means no more characters: no need to
+    // walk them (most values are short).
+    if s.len() <= max_chars {
+        return s.to_string();
+    }
     match s.char_indices().nth(max_chars) {
         Some((i, _)) => s[..i].to_string(),
         None => s.to_string(),
@@ -381,8 +386,15 @@ fn merge_info(call: &mut Call, draft: &EventDraft, when: DateTime<Utc>) -> bool 
         call.media = draft.media;
     }
     for (k, v) in &draft.attributes {
-        if call.attributes.len() < limits::ATTRIBUTES || call.attributes.contains_key(k) {
-            call.attributes.insert(k.clone(), truncated(v, limits::ATTRIBUTE_CHARS));
+        let room = call.attributes.len() < limits::ATTRIBUTES;
+        match call.attributes.get_mut(k) {
+            // Most events of a call repeat its attributes: nothing to copy.
+            Some(kept) if kept == v => {}
+            Some(kept) => *kept = truncated(v, limits::ATTRIBUTE_CHARS),
+            None if room => {
+                call.attributes.insert(k.clone(), truncated(v, limits::ATTRIBUTE_CHARS));
+            }
+            None => {}
         }
     }
     informative

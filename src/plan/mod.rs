@@ -411,7 +411,7 @@ pub fn dedup_keys(batch: &IngestBatch) -> impl Iterator<Item = String> + '_ {
 
 /// The dedup key of the request's idempotency key.
 fn request_key(batch: &IngestBatch) -> Option<String> {
-    batch.request_id.as_ref().map(|r| format!("req:{r}"))
+    batch.request_id.as_ref().map(|r| ["req:", r.as_str()].concat())
 }
 
 /// Whether `t` is within `window` before `now` (a time in the future is).

@@ -136,9 +136,9 @@ impl Store for MemoryStore {
         }
         let mut records = Vec::with_capacity(plan.appended.len());
         for (event, call) in plan.appended {
-            let record = Arc::new(Record::from_event(&event, call.as_ref()));
-            inner.events.push_back(record.clone());
             inner.last = event.sequence;
+            let record = Arc::new(Record::from_event(event, call.as_ref()));
+            inner.events.push_back(record.clone());
             if let Some(call) = call {
                 if let Some(key) = &call.correlation_key {
                     let ids = inner.correlated.entry((tenant.clone(), key.clone())).or_default();

@@ -134,7 +134,7 @@ impl V1Writer {
         }
         let mut records = Vec::new();
         for (event, call) in &plan.appended {
-            let record = Record::from_event(event, call.as_ref());
+            let record = Record::from_event(event.clone(), call.as_ref());
             let meta = record.meta();
             tx.execute(
                 "INSERT INTO events (seq, tenant, call_id, conversation_id, event_type, vendor, direction, agent_ids, queue_id, received_at, event_id, update_pb)

@@ -303,7 +303,7 @@ impl Inner {
         if let Some(key) = &call.correlation_key {
             fetched.correlated.remove(key);
         }
-        written.appended.push(Arc::new(Record::from_event(event, Some(call))));
+        written.appended.push(Arc::new(Record::from_event(event.clone(), Some(call))));
         Ok(())
     }
 

@@ -751,20 +751,16 @@ impl Writer {
                 continue;
             }
             let mut records = Vec::with_capacity(plan.appended.len());
-            for (event, call) in &plan.appended {
+            for (event, call) in plan.appended {
+                let (sequence, received_at) = (event.sequence, event.received_at);
                 let record = Arc::new(Record::from_event(event, call.as_ref()));
                 tx.prepare_cached("INSERT INTO events (seq, tenant, received_at, update_pb) VALUES (?1, ?2, ?3, ?4)")?
-                    .execute(params![
-                        event.sequence as i64,
-                        tenant,
-                        micros(event.received_at),
-                        record.update_bytes()
-                    ])?;
+                    .execute(params![sequence as i64, tenant, micros(received_at), record.update_bytes()])?;
                 if let Some(call) = call {
-                    upsert_call(&tx, &tenant, call, record.call_bytes().as_deref())?;
-                    pending.calls.insert((tenant.clone(), call.call_id.clone()), call.clone());
+                    upsert_call(&tx, &tenant, &call, record.call_bytes().as_deref())?;
+                    pending.calls.insert((tenant.clone(), call.call_id.clone()), call);
                 }
-                pending.records.insert(event.sequence, record.clone());
+                pending.records.insert(sequence, record.clone());
                 records.push(record);
             }
             results.push(Planned { outcome: IngestOutcome::Accepted, records, publish: true, dedup_hit: None });
