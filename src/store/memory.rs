@@ -50,14 +50,20 @@ struct Inner {
     events: VecDeque<Arc<Record>>,
     /// Call state. Bound: active calls plus ended calls with an event still
     /// in the log; prune drops an ended call once its last event is pruned.
-    calls: HashMap<Key, Call>,
+    ///
+    /// Boxed: a `Call` is over 600 bytes, and a table of them inline made
+    /// every doubling of the map copy hundreds of megabytes into freshly
+    /// zeroed pages (a quarter of the server's CPU in a `perf` profile of
+    /// S1, and its slowest answers); boxed, a rehash moves pointers.
+    calls: HashMap<Key, Box<Call>>,
     /// Correlation key → recent call ids (at most
     /// [`plan::CORRELATION_CANDIDATES`] each). Bound: keys of kept calls;
     /// prune drops ids whose call is gone and keys left empty.
     correlated: HashMap<Key, Vec<String>>,
     /// Dedup keys. Bound: `--dedup-window`; prune drops keys created before
     /// `now - window`.
-    dedup: HashMap<Key, DedupEntry>,
+    /// Boxed for the same reason as `calls`.
+    dedup: HashMap<Key, Box<DedupEntry>>,
     last: u64,
     pruned_through: u64,
     pruned_through_time: Option<DateTime<Utc>>,
@@ -68,18 +74,18 @@ impl StateView for Inner {
     type Error = StoreError;
 
     fn call(&mut self, tenant: &str, call_id: &str) -> Result<Option<Call>, StoreError> {
-        Ok(self.calls.get(&KeyRef(tenant, call_id)).cloned())
+        Ok(self.calls.get(&KeyRef(tenant, call_id)).map(|c| Call::clone(c)))
     }
 
     fn correlated(&mut self, tenant: &str, key: &str) -> Result<Vec<Call>, StoreError> {
         let Some(ids) = self.correlated.get(&KeyRef(tenant, key)) else {
             return Ok(Vec::new());
         };
-        Ok(ids.iter().rev().filter_map(|id| self.calls.get(&KeyRef(tenant, id)).cloned()).collect())
+        Ok(ids.iter().rev().filter_map(|id| self.calls.get(&KeyRef(tenant, id)).map(|c| Call::clone(c))).collect())
     }
 
     fn dedup(&mut self, tenant: &str, key: &str) -> Result<Option<DedupEntry>, StoreError> {
-        Ok(self.dedup.get(&KeyRef(tenant, key)).cloned())
+        Ok(self.dedup.get(&KeyRef(tenant, key)).map(|e| DedupEntry::clone(e)))
     }
 }
 
@@ -128,7 +134,7 @@ impl Store for MemoryStore {
         let plan = plan::plan(&batch, &mut *inner, &mut next, self.opts.windows())?;
         let tenant = batch.tenant.as_str().to_string();
         for (key, entry) in plan.dedup_writes {
-            inner.dedup.insert((tenant.clone(), key), entry);
+            inner.dedup.insert((tenant.clone(), key), Box::new(entry));
         }
         if plan.outcome != IngestOutcome::Accepted {
             let records = inner.by_sequences(&plan.duplicate_of);
@@ -149,9 +155,9 @@ impl Store for MemoryStore {
                     }
                 }
                 match inner.calls.get_mut(&KeyRef(&tenant, &call.call_id)) {
-                    Some(stored) => *stored = call,
+                    Some(stored) => **stored = call,
                     None => {
-                        inner.calls.insert((tenant.clone(), call.call_id.clone()), call);
+                        inner.calls.insert((tenant.clone(), call.call_id.clone()), Box::new(call));
                     }
                 }
             }
@@ -194,23 +200,23 @@ impl Store for MemoryStore {
     }
 
     async fn get_call(&self, tenant: &TenantId, call_id: &str) -> Result<Option<Call>, StoreError> {
-        Ok(self.lock()?.calls.get(&KeyRef(tenant.as_str(), call_id)).cloned())
+        Ok(self.lock()?.calls.get(&KeyRef(tenant.as_str(), call_id)).map(|c| Call::clone(c)))
     }
 
     async fn list_calls(&self, tenant: &TenantId, query: &CallQuery) -> Result<Vec<Call>, StoreError> {
         let inner = self.lock()?;
-        let mine = inner.calls.iter().filter(|((t, _), _)| t == tenant.as_str()).map(|(_, c)| c);
+        let mine = inner.calls.iter().filter(|((t, _), _)| t == tenant.as_str()).map(|(_, c)| &**c);
         Ok(super::list_page(mine, query))
     }
 
     async fn snapshot(&self, tenant: &TenantId) -> Result<Snapshot, StoreError> {
         let inner = self.lock()?;
-        let mine = inner.calls.iter().filter(|((t, _), _)| t == tenant.as_str()).map(|(_, c)| c);
+        let mine = inner.calls.iter().filter(|((t, _), _)| t == tenant.as_str()).map(|(_, c)| &**c);
         Ok(Snapshot { calls: super::active_calls(mine), as_of: inner.last })
     }
 
     async fn idle_calls(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Call>, StoreError> {
-        Ok(super::idle_calls(self.lock()?.calls.values(), before, limit))
+        Ok(super::idle_calls(self.lock()?.calls.values().map(|c| &**c), before, limit))
     }
 
     async fn prune(&self, now: DateTime<Utc>) -> Result<PruneStats, StoreError> {
