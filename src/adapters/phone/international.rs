@@ -23,12 +23,6 @@ use super::valid::{self, CODES, compile};
 const MIN_NATIONAL: usize = 2;
 const MAX_NATIONAL: usize = 17;
 
-/// What decides whether the crate strips a national prefix from a number of
-/// one country code: every region of the code's `national_prefix_for_parsing`
-/// (anchored) and `national_prefix`. `None` when a pattern did not compile:
-/// the crate decides every number of that code.
-type Prefixes = Option<(Vec<Regex>, Vec<String>)>;
-
 /// `Some(e164)` or `Some(None)` (not a valid number) when the answer is
 /// certain without the crate's parser; `None` when the crate must decide.
 pub fn e164(raw: &str) -> Option<Option<String>> {
@@ -51,63 +45,72 @@ pub fn e164(raw: &str) -> Option<Option<String>> {
     }
     // Country codes are prefix-free: the crate takes the first of one, two
     // or three digits that has metadata.
-    let (code, national) = (1..=3).find_map(|len| {
+    let (code, info, national) = (1..=3).find_map(|len| {
         let code: u16 = digits[..len].parse().ok()?;
-        known(code).then(|| (code, &digits[len..]))
+        let info = code_info(code);
+        (!matches!(info, CodeInfo::Unknown)).then(|| (code, info, &digits[len..]))
     })?;
-    if national.starts_with('0')
-        || !(MIN_NATIONAL..=MAX_NATIONAL).contains(&national.len())
-        || may_strip(code, national)
+    if national.starts_with('0') || !(MIN_NATIONAL..=MAX_NATIONAL).contains(&national.len()) || info.may_strip(national)
     {
         return None;
     }
     Some(valid::national_is_valid(code, national).then_some(e164))
 }
 
-/// Whether the crate has metadata for country code `code`.
-fn known(code: u16) -> bool {
-    static KNOWN: OnceLock<Box<[bool]>> = OnceLock::new();
-    let known = KNOWN.get_or_init(|| {
-        let mut known = vec![false; CODES];
-        for meta in DATABASE.iter() {
-            if let Some(k) = known.get_mut(usize::from(meta.country_code())) {
-                *k = true;
+/// What this module knows of one country calling code, read from the
+/// crate's metadata the first time the code is seen.
+enum CodeInfo {
+    /// No metadata: not a country code (the crate tries a longer one).
+    Unknown,
+    /// What decides whether the crate strips a national prefix from a
+    /// number of this code: every region's `national_prefix_for_parsing`
+    /// (anchored) and `national_prefix`.
+    Known { patterns: Vec<Regex>, prefixes: Vec<String> },
+    /// A pattern did not compile: the crate decides every number of it.
+    Unreadable,
+}
+
+impl CodeInfo {
+    fn of(code: u16) -> CodeInfo {
+        let Some(regions) = DATABASE.by_code(&code) else { return CodeInfo::Unknown };
+        let mut patterns = Vec::new();
+        let mut prefixes = Vec::new();
+        for meta in regions {
+            if let Some(p) = meta.national_prefix_for_parsing() {
+                // The crate strips when its leftmost match starts at the
+                // first digit: exactly when the anchored pattern matches.
+                match compile(p.as_str()) {
+                    Some(p) => patterns.push(p),
+                    None => return CodeInfo::Unreadable,
+                }
+            }
+            if let Some(p) = meta.national_prefix() {
+                prefixes.push(p.to_string());
             }
         }
-        known.into_boxed_slice()
-    });
-    known.get(usize::from(code)).copied().unwrap_or(false)
-}
+        CodeInfo::Known { patterns, prefixes }
+    }
 
-/// Whether the crate might strip a national prefix (or carrier code) from
-/// `national`, under whichever region of `code` it picks: then the E.164
-/// form is not simply the digits given.
-fn may_strip(code: u16, national: &str) -> bool {
-    static PREFIXES: OnceLock<Box<[OnceLock<Prefixes>]>> = OnceLock::new();
-    let table = PREFIXES.get_or_init(|| (0..CODES).map(|_| OnceLock::new()).collect());
-    let Some(slot) = table.get(usize::from(code)) else { return true };
-    match slot.get_or_init(|| prefixes(code)) {
-        None => true,
-        Some((patterns, prefixes)) => {
-            patterns.iter().any(|p| p.is_match(national)) || prefixes.iter().any(|p| national.starts_with(p.as_str()))
+    /// Whether the crate might strip a national prefix (or carrier code)
+    /// from `national`, under whichever region of the code it picks: then
+    /// the E.164 form is not simply the digits given.
+    fn may_strip(&self, national: &str) -> bool {
+        match self {
+            CodeInfo::Known { patterns, prefixes } => {
+                patterns.iter().any(|p| p.is_match(national))
+                    || prefixes.iter().any(|p| national.starts_with(p.as_str()))
+            }
+            CodeInfo::Unknown | CodeInfo::Unreadable => true,
         }
     }
 }
 
-fn prefixes(code: u16) -> Prefixes {
-    let mut patterns = Vec::new();
-    let mut prefixes = Vec::new();
-    for meta in DATABASE.by_code(&code).unwrap_or_default() {
-        if let Some(p) = meta.national_prefix_for_parsing() {
-            // The crate strips when its leftmost match starts at the first
-            // digit: exactly when the anchored pattern matches.
-            patterns.push(compile(p.as_str())?);
-        }
-        if let Some(p) = meta.national_prefix() {
-            prefixes.push(p.to_string());
-        }
-    }
-    Some((patterns, prefixes))
+/// The [`CodeInfo`] of country code `code` (below [`CODES`]).
+fn code_info(code: u16) -> &'static CodeInfo {
+    static SEEN: OnceLock<Box<[OnceLock<CodeInfo>]>> = OnceLock::new();
+    static UNKNOWN: CodeInfo = CodeInfo::Unknown;
+    let table = SEEN.get_or_init(|| (0..CODES).map(|_| OnceLock::new()).collect());
+    table.get(usize::from(code)).map_or(&UNKNOWN, |slot| slot.get_or_init(|| CodeInfo::of(code)))
 }
 
 #[cfg(test)]
