@@ -3,13 +3,13 @@
 //! restart.
 
 use std::collections::VecDeque;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::HashMap;
 
+use super::key::{Key, KeyRef};
 use super::{
     CallQuery, EntryCounts, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot, Store,
     StoreError, StoreOptions,
@@ -17,28 +17,6 @@ use super::{
 use crate::domain::{Call, TenantId};
 use crate::hub::Hub;
 use crate::plan::{self, DedupEntry, StateView};
-
-/// `(tenant, id)`. Maps are hashbrown's (foldhash): every ingest looks up
-/// several keys, and SipHash plus two `String`s per lookup showed up in
-/// profiles; [`KeyRef`] looks up without allocating.
-type Key = (String, String);
-
-/// A borrowed [`Key`]: hashes exactly as the tuple of `String`s does.
-#[derive(Clone, Copy)]
-struct KeyRef<'a>(&'a str, &'a str);
-
-impl Hash for KeyRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-        self.1.hash(state);
-    }
-}
-
-impl Equivalent<Key> for KeyRef<'_> {
-    fn equivalent(&self, key: &Key) -> bool {
-        self.0 == key.0 && self.1 == key.1
-    }
-}
 
 /// Everything the store holds. Each collection that grows with traffic has
 /// its bound here and the code that removes entries in [`Store::prune`]

@@ -12,6 +12,7 @@
 //! does not decide. Each hands committed records to the
 //! [`Hub`](crate::hub::Hub) in log order.
 
+mod key;
 pub mod memory;
 pub mod nats;
 pub mod sqlite;

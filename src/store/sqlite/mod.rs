@@ -20,7 +20,6 @@ mod migrate;
 mod rows;
 mod schema;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -31,6 +30,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
+use hashbrown::HashMap;
+
+use super::key::{Key, KeyRef};
 use super::tail::Tail;
 use super::{
     CallQuery, EntryCounts, IngestBatch, IngestOutcome, IngestResult, LogBounds, PruneStats, Record, Snapshot,
@@ -555,14 +557,18 @@ struct Cache {
     /// Calls the writer read or wrote. Bound: retention drops an ended call
     /// with its rows (prune); and the cache is reset whenever it holds more
     /// than [`CALL_CACHE_LIMIT`] calls (many long-lived active calls).
-    calls: HashMap<(String, String), Call>,
+    ///
+    /// The planner takes a call out instead of copying it (see
+    /// [`View::load_call`]); the group's commit puts the new state back.
+    /// Boxed, as in the memory store: a rehash moves pointers, not calls.
+    calls: HashMap<Key, Box<Call>>,
 }
 
 /// Writes of the current group, visible to later plans of the same group.
 #[derive(Default)]
 struct Pending {
-    calls: HashMap<(String, String), Call>,
-    dedup: HashMap<(String, String), DedupEntry>,
+    calls: HashMap<Key, Box<Call>>,
+    dedup: HashMap<Key, DedupEntry>,
     records: HashMap<u64, Arc<Record>>,
 }
 
@@ -573,16 +579,27 @@ struct View<'a, 'c> {
 }
 
 impl View<'_, '_> {
-    fn load_call(&mut self, tenant: &str, call_id: &str) -> Result<Option<Call>, StoreError> {
-        let key = (tenant.to_string(), call_id.to_string());
-        if let Some(c) = self.pending.calls.get(&key).or_else(|| self.cache.calls.get(&key)) {
-            return Ok(Some(c.clone()));
+    /// A call's committed state, or this group's newer one. `take` hands the
+    /// cached copy over instead of cloning it: the planner builds the call's
+    /// next state from it, and the group's commit caches that state (a failed
+    /// group or an unchanged call leaves a miss, read back from the table).
+    /// A call read from the table is cached only when it is not taken.
+    fn load_call(&mut self, tenant: &str, call_id: &str, take: bool) -> Result<Option<Call>, StoreError> {
+        let key = KeyRef(tenant, call_id);
+        if let Some(c) = self.pending.calls.get(&key) {
+            return Ok(Some(Call::clone(c)));
+        }
+        let cached = if take { self.cache.calls.remove(&key) } else { self.cache.calls.get(&key).cloned() };
+        if let Some(c) = cached {
+            return Ok(Some(*c));
         }
         let mut stmt =
             self.tx.prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE tenant = ?1 AND call_id = ?2"))?;
         let call = collect_rows(&mut stmt, [tenant, call_id], row_call)?.pop();
-        if let Some(c) = &call {
-            self.cache.calls.insert(key, c.clone());
+        if let Some(c) = &call
+            && !take
+        {
+            self.cache.calls.insert((tenant.to_string(), call_id.to_string()), Box::new(c.clone()));
         }
         Ok(call)
     }
@@ -592,7 +609,7 @@ impl StateView for View<'_, '_> {
     type Error = StoreError;
 
     fn call(&mut self, tenant: &str, call_id: &str) -> Result<Option<Call>, StoreError> {
-        self.load_call(tenant, call_id)
+        self.load_call(tenant, call_id, true)
     }
 
     fn correlated(&mut self, tenant: &str, key: &str) -> Result<Vec<Call>, StoreError> {
@@ -604,8 +621,9 @@ impl StateView for View<'_, '_> {
             .query_map(params![tenant, key, plan::CORRELATION_CANDIDATES as i64], |r| r.get::<_, String>(0))?
             .collect::<Result<_, _>>()?;
         let mut calls = Vec::with_capacity(ids.len());
+        // Candidates: at most one of them is this event's call.
         for id in ids {
-            calls.extend(self.load_call(tenant, &id)?);
+            calls.extend(self.load_call(tenant, &id, false)?);
         }
         // Calls of this group not committed yet.
         for ((t, _), c) in &self.pending.calls {
@@ -613,7 +631,7 @@ impl StateView for View<'_, '_> {
                 && c.correlation_key.as_deref() == Some(key)
                 && !calls.iter().any(|x: &Call| x.call_id == c.call_id)
             {
-                calls.push(c.clone());
+                calls.push(Call::clone(c));
             }
         }
         calls.sort_by_key(|c| std::cmp::Reverse(c.last_sequence));
@@ -621,7 +639,7 @@ impl StateView for View<'_, '_> {
     }
 
     fn dedup(&mut self, tenant: &str, key: &str) -> Result<Option<DedupEntry>, StoreError> {
-        if let Some(e) = self.pending.dedup.get(&(tenant.to_string(), key.to_string())) {
+        if let Some(e) = self.pending.dedup.get(&KeyRef(tenant, key)) {
             return Ok(Some(e.clone()));
         }
         let mut stmt = self.tx.prepare_cached("SELECT entry, created_at FROM dedup WHERE key = ?1")?;
@@ -758,7 +776,7 @@ impl Writer {
                     .execute(params![sequence as i64, tenant, micros(received_at), record.update_bytes()])?;
                 if let Some(call) = call {
                     upsert_call(&tx, &tenant, &call, record.call_bytes().as_deref())?;
-                    pending.calls.insert((tenant.clone(), call.call_id.clone()), call);
+                    pending.calls.insert((tenant.clone(), call.call_id.clone()), Box::new(call));
                 }
                 pending.records.insert(sequence, record.clone());
                 records.push(record);
