@@ -6,6 +6,12 @@
 //!
 //! Only `measured` is counted (`valgrind --toggle-collect=*measured*`): the
 //! first pass warms up (phone metadata, regex caches) outside of it.
+//!
+//! `--store sqlite` appends to the SQLite store instead (a fresh file in a
+//! temporary directory), one ingest at a time, so every group commits one
+//! payload. Its writer is a thread of its own, which a toggle on `measured`
+//! would not count: `scripts/callgrind --store sqlite` counts everything in
+//! two runs of different lengths and divides the difference.
 
 use std::sync::Arc;
 
@@ -14,6 +20,7 @@ use switchboard::adapters::{Normalizer, PhoneNormalizer};
 use switchboard::domain::{EventFilter, TenantId};
 use switchboard::hub::Hub;
 use switchboard::store::memory::MemoryStore;
+use switchboard::store::sqlite::SqliteStore;
 use switchboard::store::{IngestBatch, IngestOutcome, Store, StoreOptions};
 
 /// The server binary's allocator (`src/main.rs`), so the count is the server's.
@@ -25,7 +32,7 @@ mod support;
 
 struct Path {
     normalizer: Normalizer,
-    store: MemoryStore,
+    store: Box<dyn Store>,
     feed: switchboard::hub::LiveFeed,
     payloads: Vec<support::Payload>,
 }
@@ -69,21 +76,33 @@ fn measured(rt: &tokio::runtime::Runtime, path: &mut Path, passes: u64) -> u64 {
 }
 
 fn main() {
-    let passes: u64 =
-        std::env::args().skip_while(|a| a != "--passes").nth(1).and_then(|v| v.parse().ok()).unwrap_or(10);
+    let arg = |name: &str| std::env::args().skip_while(|a| a != name).nth(1);
+    let passes: u64 = arg("--passes").and_then(|v| v.parse().ok()).unwrap_or(10);
+    let sqlite = match arg("--store").as_deref() {
+        None | Some("memory") => false,
+        Some("sqlite") => true,
+        Some(other) => panic!("--store {other}: expected memory or sqlite"),
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let hub = Hub::new(1 << 16);
     let feed = hub.subscribe("t0", Arc::new(EventFilter::default()));
     let payloads: Vec<_> =
         support::payloads(&support::root()).into_iter().filter(|p| p.outcome == "accepted").collect();
+    let dir = tempfile::tempdir().expect("temporary directory");
     let mut path = Path {
         normalizer: Normalizer::new(PhoneNormalizer::new("US").expect("valid region")),
-        store: MemoryStore::new(hub.clone(), StoreOptions::default()),
+        store: if sqlite {
+            let store = rt.block_on(SqliteStore::open(dir.path(), hub.clone(), StoreOptions::default()));
+            Box::new(store.expect("opens the SQLite store"))
+        } else {
+            Box::new(MemoryStore::new(hub.clone(), StoreOptions::default()))
+        },
         feed,
         payloads,
     };
     // Warm-up pass (tenant t0, whose feed is drained): lazy statics, caches.
     let warm = rt.block_on(path.pass(&TenantId::parse("t0").expect("valid tenant")));
     let events = measured(&rt, &mut path, passes);
+    rt.block_on(path.store.close()).expect("closes the store");
     println!("payloads {} passes {passes} events {events} (warm-up {warm})", path.payloads.len());
 }
