@@ -397,7 +397,9 @@ def check_pod(scenario: Scenario, rendered: Rendered, played: Played, binary: Pa
         return
 
     scheme = "https" if scenario.ca_file else "http"
-    client = ["--addr", f"{scheme}://127.0.0.1:{ports['grpc']}", "--token", token]
+    # `--token=…` in one argument: a URL-safe token may begin with `-`, which
+    # the CLI would otherwise read as a flag (a CI run drew `-j…`).
+    client = ["--addr", f"{scheme}://127.0.0.1:{ports['grpc']}", f"--token={token}"]
     if scenario.ca_file:
         client += ["--ca-cert", str(scenario.ca_file)]
     tls_note = " over TLS" if scenario.ca_file else ""
@@ -420,7 +422,7 @@ def check_pod(scenario: Scenario, rendered: Rendered, played: Played, binary: Pa
         return outcome
 
     def rejected_without_token() -> str:
-        run = switchboard(binary, "ingest", *client[:2], *client[4:], str(FIXTURES / "callstarted.json"))
+        run = switchboard(binary, "ingest", *client[:2], *client[3:], str(FIXTURES / "callstarted.json"))
         if run.returncode == 0 or "unauthenticated" not in (run.stderr + run.stdout).lower():
             raise RuntimeError(f"expected UNAUTHENTICATED: {run.returncode} {run.stderr.strip()}")
         return "UNAUTHENTICATED"
