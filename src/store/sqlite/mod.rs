@@ -27,10 +27,9 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use hashbrown::HashMap;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
-
-use hashbrown::HashMap;
 
 use super::key::{Key, KeyRef};
 use super::tail::Tail;
