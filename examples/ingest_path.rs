@@ -85,7 +85,7 @@ fn main() {
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let hub = Hub::new(1 << 16);
-    let feed = hub.subscribe("t0", Arc::new(EventFilter::default()));
+    let feed = hub.subscribe("t0", Arc::new(EventFilter::default()), None);
     let payloads: Vec<_> =
         support::payloads(&support::root()).into_iter().filter(|p| p.outcome == "accepted").collect();
     let dir = tempfile::tempdir().expect("temporary directory");

@@ -9,20 +9,35 @@
 //! (a gap-free prefix), sees the queue close, and continues from its cursor
 //! by reading the log. Nobody is dropped silently; publishing never waits for
 //! a subscriber; memory per slow subscriber is bounded by the queue.
+//!
+//! Heartbeats travel through the same queues (see [`heartbeat`]): a live
+//! subscriber waits on its queue alone, with no timer of its own.
+
+mod heartbeat;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use self::heartbeat::Heartbeats;
 use crate::codec::Record;
 use crate::domain::EventFilter;
+
+/// What a live queue carries.
+pub enum Delivery {
+    /// The next committed record that passed the filter.
+    Record(Arc<Record>),
+    /// The subscription's heartbeat interval passed.
+    Heartbeat,
+}
 
 struct Slot {
     id: u64,
     filter: Arc<EventFilter>,
-    tx: mpsc::Sender<Arc<Record>>,
+    tx: mpsc::Sender<Delivery>,
     lagged: Arc<AtomicBool>,
 }
 
@@ -36,27 +51,50 @@ pub struct Hub {
     next_id: AtomicU64,
     capacity: usize,
     lag_events: AtomicU64,
+    heartbeats: Arc<Heartbeats>,
 }
 
 /// One subscriber's live queue. Dropping it unsubscribes at once.
 pub struct LiveFeed {
     id: u64,
     tenant: String,
-    rx: mpsc::Receiver<Arc<Record>>,
+    rx: mpsc::Receiver<Delivery>,
     lagged: Arc<AtomicBool>,
+    /// A heartbeat is in the queue (the clock sends one at a time).
+    beat_pending: Arc<AtomicBool>,
     hub: Arc<Hub>,
 }
 
 impl LiveFeed {
-    /// The next record; `None` once the hub dropped this feed (see
-    /// [`LiveFeed::lagged`]).
-    pub async fn recv(&mut self) -> Option<Arc<Record>> {
-        self.rx.recv().await
+    /// The next record or heartbeat; `None` once the hub dropped this feed
+    /// (see [`LiveFeed::lagged`]).
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        let delivery = self.rx.recv().await;
+        if let Some(Delivery::Heartbeat) = delivery {
+            self.beat_pending.store(false, Ordering::Release);
+        }
+        delivery
     }
 
-    /// The next record if one is queued.
+    /// The next record, past any heartbeats; `None` once the hub dropped
+    /// this feed.
+    pub async fn recv_record(&mut self) -> Option<Arc<Record>> {
+        loop {
+            if let Delivery::Record(record) = self.recv().await? {
+                return Some(record);
+            }
+        }
+    }
+
+    /// The next record if one is queued; a queued heartbeat is skipped (the
+    /// caller is draining the queue already).
     pub fn try_recv(&mut self) -> Option<Arc<Record>> {
-        self.rx.try_recv().ok()
+        loop {
+            match self.rx.try_recv().ok()? {
+                Delivery::Record(record) => return Some(record),
+                Delivery::Heartbeat => self.beat_pending.store(false, Ordering::Release),
+            }
+        }
     }
 
     /// True when the hub dropped this feed because its queue was full.
@@ -80,17 +118,29 @@ impl Hub {
             next_id: AtomicU64::new(1),
             capacity: capacity.max(1),
             lag_events: AtomicU64::new(0),
+            heartbeats: Heartbeats::new(),
         })
     }
 
-    /// Starts delivering `tenant`'s records that pass `filter`.
-    pub fn subscribe(self: &Arc<Self>, tenant: &str, filter: Arc<EventFilter>) -> LiveFeed {
+    /// Starts delivering `tenant`'s records that pass `filter`, and a
+    /// [`Delivery::Heartbeat`] every `heartbeat` (the first one `heartbeat`
+    /// from now) while the feed is open. Heartbeats need a tokio runtime.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        tenant: &str,
+        filter: Arc<EventFilter>,
+        heartbeat: Option<Duration>,
+    ) -> LiveFeed {
         let (tx, rx) = mpsc::channel(self.capacity);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let lagged = Arc::new(AtomicBool::new(false));
+        let beat_pending = Arc::new(AtomicBool::new(false));
+        if let Some(every) = heartbeat {
+            self.heartbeats.schedule(every, &tx, beat_pending.clone());
+        }
         let slot = Slot { id, filter, tx, lagged: lagged.clone() };
         self.write().entry(tenant.to_string()).or_default().push(slot);
-        LiveFeed { id, tenant: tenant.to_string(), rx, lagged, hub: self.clone() }
+        LiveFeed { id, tenant: tenant.to_string(), rx, lagged, beat_pending, hub: self.clone() }
     }
 
     /// Delivers committed records. Must be called in log order, by one
@@ -105,7 +155,8 @@ impl Hub {
                         if slot.lagged.load(Ordering::Relaxed) || !slot.filter.matches(rec.meta()) {
                             continue;
                         }
-                        if let Err(mpsc::error::TrySendError::Full(_)) = slot.tx.try_send(rec.clone()) {
+                        if let Err(mpsc::error::TrySendError::Full(_)) = slot.tx.try_send(Delivery::Record(rec.clone()))
+                        {
                             // Skip this subscriber from here on: sending it a
                             // later record would open a gap.
                             slot.lagged.store(true, Ordering::Release);
@@ -181,33 +232,47 @@ mod tests {
         Arc::new(Record::from_parts(seq, tenant.into(), Utc::now(), meta, b""))
     }
 
+    fn all() -> Arc<EventFilter> {
+        Arc::new(EventFilter::default())
+    }
+
+    /// The next delivery: a record's sequence, or `Some(0)` for a heartbeat.
+    async fn next(feed: &mut LiveFeed) -> Option<u64> {
+        match feed.recv().await? {
+            Delivery::Record(r) => Some(r.sequence),
+            Delivery::Heartbeat => Some(0),
+        }
+    }
+
     #[tokio::test]
     async fn records_reach_matching_subscribers_of_their_tenant_only() {
         let hub = Hub::new(8);
-        let mut all = hub.subscribe("a", Arc::new(EventFilter::default()));
+        let mut everything = hub.subscribe("a", all(), None);
         let mut held = {
             let mut f = EventFilter::default();
             f.types.insert(EventType::CallHeld);
-            hub.subscribe("a", Arc::new(f))
+            hub.subscribe("a", Arc::new(f), None)
         };
-        let mut other = hub.subscribe("b", Arc::new(EventFilter::default()));
+        let mut other = hub.subscribe("b", all(), None);
         hub.publish(&[record(1, "a", EventType::CallStarted), record(2, "a", EventType::CallHeld)]);
-        assert_eq!(all.recv().await.unwrap().sequence, 1);
-        assert_eq!(all.recv().await.unwrap().sequence, 2);
-        assert_eq!(held.recv().await.unwrap().sequence, 2);
+        assert_eq!(next(&mut everything).await, Some(1));
+        assert_eq!(next(&mut everything).await, Some(2));
+        assert_eq!(next(&mut held).await, Some(2));
         assert!(other.try_recv().is_none());
         assert_eq!(hub.head(), 2);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_full_queue_marks_the_subscriber_lagged_and_closes_after_a_gap_free_prefix() {
         let hub = Hub::new(2);
-        let mut slow = hub.subscribe("a", Arc::new(EventFilter::default()));
+        // The heartbeat clock holds the queue weakly: it must not keep a
+        // lagged queue open.
+        let mut slow = hub.subscribe("a", all(), Some(Duration::from_secs(3600)));
         hub.publish(&[record(1, "a", EventType::CallStarted), record(2, "a", EventType::CallHeld)]);
         hub.publish(&[record(3, "a", EventType::CallResumed)]);
-        assert_eq!(slow.recv().await.unwrap().sequence, 1);
+        assert_eq!(next(&mut slow).await, Some(1));
         hub.publish(&[record(4, "a", EventType::CallHeld)]);
-        assert_eq!(slow.recv().await.unwrap().sequence, 2);
+        assert_eq!(next(&mut slow).await, Some(2));
         assert!(slow.recv().await.is_none(), "no record after the overflow may be delivered");
         assert!(slow.lagged());
         assert_eq!(hub.subscribers(), 0);
@@ -216,9 +281,58 @@ mod tests {
     #[test]
     fn dropping_a_feed_unsubscribes_it() {
         let hub = Hub::new(2);
-        let feed = hub.subscribe("a", Arc::new(EventFilter::default()));
+        let feed = hub.subscribe("a", all(), None);
         assert_eq!(hub.tenant_subscribers("a"), 1);
         drop(feed);
         assert_eq!(hub.subscribers(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_feed_hears_a_heartbeat_every_interval() {
+        let hub = Hub::new(8);
+        let started = tokio::time::Instant::now();
+        let mut fast = hub.subscribe("a", all(), Some(Duration::from_millis(100)));
+        let mut slow = hub.subscribe("a", all(), Some(Duration::from_millis(250)));
+        for n in 1..=3u32 {
+            assert_eq!(next(&mut fast).await, Some(0));
+            assert_eq!(started.elapsed(), Duration::from_millis(100) * n);
+        }
+        assert_eq!(next(&mut slow).await, Some(0));
+        assert_eq!(started.elapsed(), Duration::from_millis(300), "the 250 ms beat was sent; the feed read it now");
+        // A heartbeat scheduled earlier than everything else wakes the clock.
+        let mut quick = hub.subscribe("a", all(), Some(Duration::from_millis(10)));
+        assert_eq!(next(&mut quick).await, Some(0));
+        assert_eq!(started.elapsed(), Duration::from_millis(310));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_most_one_heartbeat_waits_in_a_queue() {
+        let hub = Hub::new(3);
+        let mut feed = hub.subscribe("a", all(), Some(Duration::from_millis(10)));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // A hundred intervals passed unread; the queue still has room for
+        // two records behind the one heartbeat.
+        hub.publish(&[record(1, "a", EventType::CallStarted), record(2, "a", EventType::CallHeld)]);
+        assert!(!feed.lagged());
+        assert_eq!(next(&mut feed).await, Some(0));
+        assert_eq!(next(&mut feed).await, Some(1));
+        assert_eq!(next(&mut feed).await, Some(2));
+        // Once read, the next one comes.
+        assert_eq!(next(&mut feed).await, Some(0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_feed_is_forgotten_by_the_heartbeat_clock() {
+        let hub = Hub::new(2);
+        let feed = hub.subscribe("a", all(), Some(Duration::from_millis(50)));
+        let mut other = hub.subscribe("a", all(), Some(Duration::from_millis(80)));
+        assert_eq!(hub.heartbeats.scheduled(), 2);
+        drop(feed);
+        assert_eq!(next(&mut other).await, Some(0));
+        assert_eq!(hub.heartbeats.scheduled(), 1, "the dropped feed's entry went when it came due");
+        drop(other);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(hub.heartbeats.scheduled(), 0);
+        assert!(hub.heartbeats.idle(), "with nothing scheduled the clock's task ends");
     }
 }

@@ -91,7 +91,7 @@ impl pb::bench_service_server::BenchService for BenchApi {
     ) -> Result<Response<Self::NoopSubscribeStream>, Status> {
         let req = request.into_inner();
         let replay = EncodedResponse(crate::codec::record::update_frame(&req.replay_update));
-        let mut feed = self.inner.hub.subscribe(TENANT, self.inner.filter.clone());
+        let mut feed = self.inner.hub.subscribe(TENANT, self.inner.filter.clone(), None);
         let shutdown = self.inner.shutdown.clone();
         let stream = async_stream::stream! {
             for _ in 0..req.replay_count {
@@ -105,7 +105,7 @@ impl pb::bench_service_server::BenchService for BenchApi {
                 let next = tokio::select! {
                     biased;
                     _ = &mut cancelled => return,
-                    r = feed.recv() => r,
+                    r = feed.recv_record() => r,
                 };
                 match next {
                     Some(r) => yield Ok(EncodedResponse(r.frame().clone())),

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{ServiceError, Services, SubscriberSlot};
@@ -38,7 +38,7 @@ use crate::codec::Record;
 use crate::codec::proto::v1 as pb;
 use crate::codec::wire::EncodedResponse;
 use crate::domain::{Call, EventFilter, TenantId};
-use crate::hub::{Hub, LiveFeed};
+use crate::hub::{Delivery, Hub, LiveFeed};
 use crate::store::{Store, StoreError};
 
 /// Where a subscription starts.
@@ -95,7 +95,8 @@ type Frame = Result<EncodedResponse, StoreError>;
 enum Phase {
     /// Sending the active calls, then SNAPSHOT_COMPLETE at `as_of`.
     Snapshot { calls: std::vec::IntoIter<Call>, as_of: u64 },
-    /// About to replay: the heartbeat clock starts once the snapshot is sent.
+    /// About to replay: the replay heartbeat clock starts once the snapshot
+    /// is sent.
     Begin,
     /// Reading the log above the cursor, one batch per step.
     Replay,
@@ -107,8 +108,7 @@ enum Phase {
 
 /// What woke the live phase.
 enum Wake {
-    Record(Option<Arc<Record>>),
-    Heartbeat,
+    Queue(Option<Delivery>),
     Shutdown,
 }
 
@@ -161,19 +161,17 @@ impl Outbox {
     }
 }
 
-/// When to send heartbeats: a ticker while live, and the time of the last
-/// heartbeat during replay.
+/// When to send heartbeats. While live the hub's heartbeat clock puts them
+/// into the live queue (no timer per subscription); during replay the
+/// subscriber checks the time of the last one after each batch.
 struct Heartbeats {
     every: Duration,
-    ticks: Interval,
     last: Instant,
 }
 
 impl Heartbeats {
     fn start(every: Duration) -> Heartbeats {
-        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Heartbeats { every, ticks, last: Instant::now() }
+        Heartbeats { every, last: Instant::now() }
     }
 
     /// During replay: true once an interval has passed since the last one.
@@ -192,17 +190,18 @@ impl Subscriber {
     async fn open(services: &Services, spec: SubscribeSpec) -> Result<Subscriber, ServiceError> {
         let slot = services.subscribers.acquire(spec.tenant.as_str(), services.options.max_subscribers_per_tenant)?;
         let (store, hub) = (&services.store, &services.hub);
+        let every = spec.heartbeat.unwrap_or(services.options.heartbeat_interval);
         let mut live = None;
         let mut snapshot = None;
         if spec.include_snapshot {
-            live = Some(hub.subscribe(spec.tenant.as_str(), spec.filter.clone()));
+            live = Some(hub.subscribe(spec.tenant.as_str(), spec.filter.clone(), Some(every)));
             snapshot = Some(store.snapshot(&spec.tenant).await?);
         }
         let cursor = match spec.start {
             Start::Live => match &snapshot {
                 Some(s) => s.as_of,
                 None => {
-                    live = Some(hub.subscribe(spec.tenant.as_str(), spec.filter.clone()));
+                    live = Some(hub.subscribe(spec.tenant.as_str(), spec.filter.clone(), Some(every)));
                     hub.head()
                 }
             },
@@ -214,7 +213,6 @@ impl Subscriber {
             Some(s) => Phase::Snapshot { calls: s.calls.into_iter(), as_of: s.as_of },
             None => Phase::Begin,
         };
-        let every = spec.heartbeat.unwrap_or(services.options.heartbeat_interval);
         Ok(Subscriber {
             tenant: spec.tenant,
             filter: spec.filter,
@@ -310,7 +308,7 @@ impl Subscriber {
             return;
         }
         if self.live.is_none() {
-            self.live = Some(self.hub.subscribe(self.tenant.as_str(), self.filter.clone()));
+            self.live = Some(self.hub.subscribe(self.tenant.as_str(), self.filter.clone(), Some(self.beats.every)));
             return;
         }
         self.out.checkpoint(pb::CheckpointReason::CaughtUp);
@@ -322,7 +320,7 @@ impl Subscriber {
     }
 
     /// Waits for the next thing to happen while live: shutdown, a record,
-    /// the queue closing, or a heartbeat.
+    /// a heartbeat (both from the live queue), or the queue closing.
     async fn live(&mut self) {
         let Some(feed) = self.live.as_mut() else {
             self.phase = Phase::Done;
@@ -331,17 +329,16 @@ impl Subscriber {
         let wake = tokio::select! {
             biased;
             _ = &mut self.cancelled => Wake::Shutdown,
-            r = feed.recv() => Wake::Record(r),
-            _ = self.beats.ticks.tick() => Wake::Heartbeat,
+            r = feed.recv() => Wake::Queue(r),
         };
         match wake {
             Wake::Shutdown => {
                 self.drain_live();
                 self.finish();
             }
-            Wake::Record(Some(r)) => self.out.live(&r),
-            Wake::Record(None) => self.fall_back_to_log(),
-            Wake::Heartbeat => self.heartbeat(),
+            Wake::Queue(Some(Delivery::Record(r))) => self.out.live(&r),
+            Wake::Queue(Some(Delivery::Heartbeat)) => self.heartbeat(),
+            Wake::Queue(None) => self.fall_back_to_log(),
         }
     }
 

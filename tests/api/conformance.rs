@@ -133,14 +133,15 @@ async fn read_paging_and_tenants(b: &Backend) {
 
 async fn snapshot_get_and_list(b: &Backend) {
     let s = &b.store;
-    let mut published = b.hub.subscribe("t", Arc::new(EventFilter::default()));
+    let mut published = b.hub.subscribe("t", Arc::new(EventFilter::default()), None);
     ingest(s, sf_batch("t", "callconnected", "s1")).await;
     ingest(s, sf_batch("t", "callconnected", "s2")).await;
     ingest(s, sf_batch("t", "callended", "s2")).await;
     let (_, last) = ingest(s, sf_batch("t", "hold", "s3")).await;
     // The replica-local views of the NATS store follow the stream; a
     // record reaches the hub after the views have it.
-    let caught_up = async { while published.recv().await.expect("the hub keeps the feed").sequence < last[0] {} };
+    let caught_up =
+        async { while published.recv_record().await.expect("the hub keeps the feed").sequence < last[0] {} };
     tokio::time::timeout(Duration::from_secs(10), caught_up).await.expect("the store's views follow the log");
     let snap = s.snapshot(&tenant("t")).await.unwrap();
     assert_eq!(snap.as_of, last[0]);
@@ -174,13 +175,13 @@ async fn seek_time(b: &Backend) {
 }
 
 async fn the_hub_gets_records_in_log_order(b: &Backend) {
-    let mut feed = b.hub.subscribe("t", Arc::new(EventFilter::default()));
+    let mut feed = b.hub.subscribe("t", Arc::new(EventFilter::default()), None);
     let mut acked = Vec::new();
     for i in 0..20 {
         acked.extend(ingest(&b.store, sf_batch("t", "callstarted", &format!("h{i}"))).await.1);
     }
     for want in acked {
-        let r = tokio::time::timeout(Duration::from_secs(10), feed.recv()).await.unwrap().unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), feed.recv_record()).await.unwrap().unwrap();
         assert_eq!(r.sequence, want);
     }
 }
