@@ -1,12 +1,13 @@
 //! One heartbeat clock for all the live queues of a hub.
 //!
 //! A live subscriber must hear something every heartbeat interval, even when
-//! its filter passes nothing. A tokio timer per subscription made every
-//! delivery dearer (S5 in BENCHMARKS.md: without its timer the live loop
-//! costs 1.035 × the no-op stream instead of 1.16), so one task sleeps until
-//! the earliest due heartbeat and puts a beat into that subscriber's queue,
-//! where it wakes the subscriber as a record would. At most one beat waits in
-//! a queue at a time, so beats never fill a queue that records need.
+//! its filter passes nothing. A tokio timer per subscription, re-armed on
+//! every wake, made every delivery dearer (its symbols were about 5 % of the
+//! server's samples in an S5 profile: BENCHMARKS.md, seventh sitting), so one
+//! task sleeps until the earliest due heartbeat and puts a beat into that
+//! subscriber's queue, where it wakes the subscriber as a record would. At
+//! most one beat waits in a queue at a time, so beats never fill a queue that
+//! records need.
 
 use std::cmp::{Ordering as Order, Reverse};
 use std::collections::BinaryHeap;
@@ -30,6 +31,9 @@ pub(super) struct Heartbeats {
 
 #[derive(Default)]
 struct State {
+    /// Bound: the open live queues with a heartbeat, plus closed ones until
+    /// they come due or are swept: at most twice the queues open at the last
+    /// sweep, plus 64.
     due: BinaryHeap<Reverse<Due>>,
     /// Entries after the last sweep of closed queues: the next sweep waits
     /// until the heap doubled, so sweeping costs O(1) per schedule.
