@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use self::heartbeat::Heartbeats;
+use self::heartbeat::HeartbeatClock;
 use crate::codec::Record;
 use crate::domain::EventFilter;
 
@@ -51,7 +51,7 @@ pub struct Hub {
     next_id: AtomicU64,
     capacity: usize,
     lag_events: AtomicU64,
-    heartbeats: Arc<Heartbeats>,
+    heartbeats: Arc<HeartbeatClock>,
 }
 
 /// One subscriber's live queue. Dropping it unsubscribes at once.
@@ -118,7 +118,7 @@ impl Hub {
             next_id: AtomicU64::new(1),
             capacity: capacity.max(1),
             lag_events: AtomicU64::new(0),
-            heartbeats: Heartbeats::new(),
+            heartbeats: HeartbeatClock::new(),
         })
     }
 

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::Delivery;
 
 /// The heartbeats due, earliest first, and the task that sends them.
-pub(super) struct Heartbeats {
+pub(super) struct HeartbeatClock {
     state: Mutex<State>,
     /// Wakes the task when a heartbeat earlier than all others is scheduled.
     earlier: Notify,
@@ -74,9 +74,9 @@ impl PartialEq for Due {
 
 impl Eq for Due {}
 
-impl Heartbeats {
-    pub(super) fn new() -> Arc<Heartbeats> {
-        Arc::new(Heartbeats { state: Mutex::new(State::default()), earlier: Notify::new() })
+impl HeartbeatClock {
+    pub(super) fn new() -> Arc<HeartbeatClock> {
+        Arc::new(HeartbeatClock { state: Mutex::new(State::default()), earlier: Notify::new() })
     }
 
     /// Beats into `queue` every `every`, the first one `every` from now,

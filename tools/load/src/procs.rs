@@ -36,33 +36,39 @@ fn clock_ticks() -> u64 {
     })
 }
 
-/// Resident memory of a process in KiB (VmRSS).
-pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Anonymous and file-backed resident memory of a process in KiB
-/// (`RssAnon`, `RssFile` of /proc/<pid>/status): the heap, and mapped files
-/// such as a database the kernel can drop.
-pub fn rss_split_kib(pid: u32) -> (u64, u64) {
+/// Fields of `/proc/<pid>/status` in KiB, read from one snapshot of the
+/// file (0 for a field that is absent or a process that is gone).
+fn status_kib<const N: usize>(pid: u32, names: [&str; N]) -> [u64; N] {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
+    names.map(|name| {
         status
             .lines()
             .find(|l| l.starts_with(name))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
-    };
-    (field("RssAnon:"), field("RssFile:"))
+    })
+}
+
+/// Resident memory of a process in KiB (VmRSS).
+pub fn rss_kib(pid: u32) -> u64 {
+    let [rss] = status_kib(pid, ["VmRSS:"]);
+    rss
+}
+
+/// Anonymous and file-backed resident memory of a process in KiB
+/// (`RssAnon`, `RssFile` of /proc/<pid>/status): the heap, and mapped files
+/// such as a database the kernel can drop.
+pub fn rss_split_kib(pid: u32) -> (u64, u64) {
+    let [anon, file] = status_kib(pid, ["RssAnon:", "RssFile:"]);
+    (anon, file)
+}
+
+/// Resident memory and its anonymous part in KiB (`VmRSS`, `RssAnon`), from
+/// one read: a sampler that wants both reads the file once.
+pub fn rss_and_anon_kib(pid: u32) -> (u64, u64) {
+    let [rss, anon] = status_kib(pid, ["VmRSS:", "RssAnon:"]);
+    (rss, anon)
 }
 
 /// A free loopback port (bound and released; good enough for a child that

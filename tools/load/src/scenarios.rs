@@ -500,8 +500,7 @@ async fn fan_out(
     system: System,
     spec: &FanOutSpec,
 ) -> anyhow::Result<FanOut> {
-    let rss_start_kib = procs::rss_kib(server.pid());
-    let anon_start_kib = procs::rss_split_kib(server.pid()).0;
+    let (rss_start_kib, anon_start_kib) = procs::rss_and_anon_kib(server.pid());
     let k = ctx.channels.max(spec.subscribers.div_ceil(500));
     let chans = client::channels(server.grpc, k).await?;
     let slow_chans = if spec.slow > 0 {
@@ -547,8 +546,8 @@ async fn fan_out(
             let (mut rss_max, mut anon_max) = (0, 0);
             let mut detected = None;
             while watching.load(Ordering::Relaxed) {
-                rss_max = rss_max.max(procs::rss_kib(pid));
-                anon_max = anon_max.max(procs::rss_split_kib(pid).0);
+                let (rss, anon) = procs::rss_and_anon_kib(pid);
+                (rss_max, anon_max) = (rss_max.max(rss), anon_max.max(anon));
                 if slow > 0.0 && detected.is_none() {
                     let text = tokio::task::spawn_blocking(move || procs::scrape(metrics)).await;
                     if let Ok(Ok(text)) = text
@@ -605,8 +604,10 @@ async fn fan_out(
         reports.push(h.await?);
     }
     watching.store(false, Ordering::Relaxed);
-    let (rss_max, anon_max, detected) =
-        watch.await.unwrap_or_else(|_| (procs::rss_kib(pid), procs::rss_split_kib(pid).0, None));
+    let (rss_max, anon_max, detected) = watch.await.unwrap_or_else(|_| {
+        let (rss, anon) = procs::rss_and_anon_kib(pid);
+        (rss, anon, None)
+    });
     Ok(FanOut {
         publish,
         subs: reports,
@@ -789,7 +790,7 @@ async fn nats_run(ctx: &Ctx, nats: &Nats, reqs: &Arc<Requests>, n: usize, rate: 
         events: published,
         total_ok: published,
     };
-    let (rss, anon) = (procs::rss_kib(pid), procs::rss_split_kib(pid).0);
+    let (rss, anon) = procs::rss_and_anon_kib(pid);
     Ok(FanOut {
         publish,
         subs,
