@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::domain::TenantId;
@@ -234,7 +233,8 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Malformed)?;
-        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut presented = [0u8; 32];
+        presented.copy_from_slice(sha256(token.as_bytes()).as_ref());
         let entries = self.snapshot();
         let mut found: Option<&Entry> = None;
         for e in entries.iter() {
@@ -247,13 +247,18 @@ impl Authenticator {
     }
 }
 
+/// SHA-256, the hash a token file stores.
+fn sha256(bytes: &[u8]) -> ring::digest::Digest {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+}
+
 /// A fresh random token and its config entry (`switchboard token new`).
 pub fn new_token(name: &str, tenant: &TenantId, roles: &[Role]) -> Result<(String, String), getrandom::Error> {
     use base64::Engine;
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
     let token = format!("sbt_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
-    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    let hash = hex::encode(sha256(token.as_bytes()));
     let roles = roles.iter().map(|r| format!("{:?}", r.name())).collect::<Vec<_>>().join(", ");
     let entry = format!("[[tokens]]\nname = {name:?}\nsha256 = \"{hash}\"\ntenant = \"{tenant}\"\nroles = [{roles}]\n");
     Ok((token, entry))
@@ -266,7 +271,7 @@ mod tests {
     fn token(name: &str, secret: &str, tenant: &str, roles: &[Role]) -> TokenConfig {
         TokenConfig {
             name: name.into(),
-            sha256: hex::encode(Sha256::digest(secret.as_bytes())),
+            sha256: hex::encode(sha256(secret.as_bytes())),
             tenant: tenant.into(),
             roles: roles.to_vec(),
         }

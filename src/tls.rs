@@ -15,7 +15,6 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -100,12 +99,14 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
 }
 
 fn fingerprint(files: &TlsFiles) -> Option<[u8; 32]> {
-    let mut h = Sha256::new();
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
     for p in [Some(&files.cert), Some(&files.key), files.client_ca.as_ref()].into_iter().flatten() {
-        h.update(std::fs::read(p).ok()?);
-        h.update([0]);
+        h.update(&std::fs::read(p).ok()?);
+        h.update(&[0]);
     }
-    Some(h.finalize().into())
+    let mut out = [0u8; 32];
+    out.copy_from_slice(h.finish().as_ref());
+    Some(out)
 }
 
 /// The server config in force, reloaded when the files change.

@@ -4,7 +4,6 @@
 use std::sync::LazyLock;
 
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use sha2::{Digest, Sha256};
 
 /// One embedded file.
 struct Asset {
@@ -47,8 +46,9 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 /// with `If-None-Match`) and never run a stale bundle after an upgrade.
 static ETAGS: LazyLock<[HeaderValue; 3]> = LazyLock::new(|| {
     ASSETS.each_ref().map(|a| {
-        let digest = Sha256::digest(a.body);
-        HeaderValue::from_str(&format!("\"{}\"", hex::encode(&digest[..12]))).expect("hex is a valid header value")
+        let digest = ring::digest::digest(&ring::digest::SHA256, a.body);
+        HeaderValue::from_str(&format!("\"{}\"", hex::encode(&digest.as_ref()[..12])))
+            .expect("hex is a valid header value")
     })
 });
 

@@ -1,8 +1,8 @@
 //! Deterministic ids: the same vendor event always yields the same event id,
 //! so consumers can deduplicate across redeliveries and replicas.
 
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use ring::digest::{Context, SHA256};
+use sha1::{Digest, Sha1};
 use uuid::Uuid;
 
 use super::model::{EventType, Vendor};
@@ -52,13 +52,19 @@ pub fn event_id(
 
 /// A short stable hash (hex) of some bytes: used for content-hash dedup keys
 /// and synthesized call ids.
+///
+/// ring's SHA-256 is OpenSSL's assembly (SHA-NI, else AVX or SSSE3): on a
+/// CPU without SHA-NI it takes about 0.6x the instructions of the `sha2`
+/// crate's portable code, which hashed every content-hash payload
+/// (BENCHMARKS.md, S12). Its SHA-1 is portable Rust, slower than `sha1`'s,
+/// so event ids keep `sha1`.
 pub fn short_hash(parts: &[&[u8]]) -> String {
-    let mut h = Sha256::new();
+    let mut h = Context::new(&SHA256);
     for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
+        h.update(&(p.len() as u64).to_be_bytes());
         h.update(p);
     }
-    hex::encode(&h.finalize()[..16])
+    hex::encode(&h.finish().as_ref()[..16])
 }
 
 /// Hash of a JSON value's canonical form (object keys sorted, no
@@ -108,6 +114,17 @@ mod tests {
             event_id("acme", Vendor::Xelion, "nat:x", None, EventType::CallEnded, 0),
             formatted("acme", Vendor::Xelion, "nat:x", EventType::CallEnded, 0)
         );
+    }
+
+    /// Content hashes are dedup keys and feed event ids: these values
+    /// (computed with Python's `hashlib`) must never change.
+    #[test]
+    fn short_hashes_are_the_length_prefixed_sha256() {
+        assert_eq!(short_hash(&[br#"{"a":1,"b":{"c":2}}"#]), "7b90257d9dbea5648b718b566df2e590");
+        assert_eq!(short_hash(&[b"acme", b"corr-key", b"2025-07-02T08:41:06Z"]), "07ff914255ada3194495656ee5a17dc3");
+        assert_eq!(short_hash(&[]), "e3b0c44298fc1c149afbf4c8996fb924");
+        let v: serde_json::Value = serde_json::from_str(r#"{ "b": {"c": 2}, "a": 1 }"#).unwrap();
+        assert_eq!(canonical_json_hash(&v), "7b90257d9dbea5648b718b566df2e590");
     }
 
     #[test]
