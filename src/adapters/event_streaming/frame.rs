@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::adapters::lenient::{flatten, opt_iso8601, opt_text, opt_u64};
-use crate::adapters::{AdapterError, from_value};
+use crate::adapters::{AdapterError, from_value, parse_json};
 
 /// A decoded Pulsar frame.
 #[derive(Debug)]
@@ -68,7 +68,7 @@ pub(super) fn decode(value: &Value) -> Result<Frame, AdapterError> {
     let bytes = STANDARD_PAD_INDIFFERENT
         .decode(compact.as_bytes())
         .map_err(|e| AdapterError::field("payload", format!("not valid base64: {e}")))?;
-    let event: Value = serde_json::from_slice(&bytes).map_err(|e| {
+    let event: Value = parse_json(&bytes).map_err(|e| {
         let (line, column) = (e.line(), e.column());
         let message = e.to_string();
         let message = message.strip_suffix(&format!(" at line {line} column {column}")).unwrap_or(&message);
