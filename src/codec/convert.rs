@@ -29,7 +29,7 @@ pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
 /// The largest `google.protobuf.Duration` (10,000 years).
 const MAX_DURATION_SECONDS: u64 = 315_576_000_000;
 
-fn duration(d: Duration) -> prost_types::Duration {
+pub(super) fn duration(d: Duration) -> prost_types::Duration {
     let seconds = d.as_secs().min(MAX_DURATION_SECONDS) as i64;
     prost_types::Duration { seconds, nanos: d.subsec_nanos() as i32 }
 }
@@ -68,11 +68,11 @@ fn into_party(p: Party) -> pb::Party {
     }
 }
 
-fn wrap_up_code(c: &domain::WrapUpCode) -> pb::WrapUpCode {
+pub(super) fn wrap_up_code(c: &domain::WrapUpCode) -> pb::WrapUpCode {
     pb::WrapUpCode { code: c.code.clone(), label: c.label.clone() }
 }
 
-fn wrap_up(w: &domain::WrapUp) -> pb::WrapUp {
+pub(super) fn wrap_up(w: &domain::WrapUp) -> pb::WrapUp {
     pb::WrapUp {
         started_at: opt_ts(w.started_at),
         ended_at: opt_ts(w.ended_at),
@@ -81,7 +81,7 @@ fn wrap_up(w: &domain::WrapUp) -> pb::WrapUp {
     }
 }
 
-fn queue_visit(v: &domain::QueueVisit) -> pb::QueueVisit {
+pub(super) fn queue_visit(v: &domain::QueueVisit) -> pb::QueueVisit {
     pb::QueueVisit {
         queue_id: v.queue_id.clone(),
         queue_name: v.queue_name.clone(),
@@ -91,7 +91,7 @@ fn queue_visit(v: &domain::QueueVisit) -> pb::QueueVisit {
     }
 }
 
-fn recording(r: &domain::Recording) -> pb::Recording {
+pub(super) fn recording(r: &domain::Recording) -> pb::Recording {
     pb::Recording { state: num(r.state, |s| s.number()), url: r.url.clone() }
 }
 

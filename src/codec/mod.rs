@@ -9,10 +9,13 @@
 //!
 //! * [`proto`]: the code generated from `proto/`.
 //! * [`convert`]: domain ⇄ protobuf.
+//! * [`call_wire`]: a domain call's wire bytes without the generated struct
+//!   (the hot path's one encode of the call).
 //! * [`record`]: one logged event as stored and fanned out ([`Record`]).
 //! * [`wire`]: pre-encoded responses and the per-method tonic codecs that
 //!   write them unchanged.
 
+pub mod call_wire;
 pub mod convert;
 pub mod proto;
 pub mod record;

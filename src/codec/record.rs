@@ -1,6 +1,7 @@
 //! One logged event as the hub, replay and the Ingest answer carry it: filter
 //! metadata plus the pre-encoded subscription frame.
 
+use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -9,9 +10,15 @@ use chrono::{DateTime, Utc};
 use prost::Message;
 use prost::encoding::{WireType::LengthDelimited, encode_key, encode_varint, encoded_len_varint, key_len};
 
-use super::convert;
 use super::proto::v1 as pb;
+use super::{call_wire, convert};
 use crate::domain::{Call, CallEvent, Direction, EventMeta, EventType, Vendor};
+
+thread_local! {
+    /// A call's bytes on their way into a frame ([`Record::from_event`]):
+    /// reused, so a frame is allocated once, at its exact size.
+    static CALL_BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A logged event. Cheap to share: subscribers hold `Arc<Record>`.
 #[derive(Clone, Debug)]
@@ -52,31 +59,45 @@ impl Record {
     pub fn from_event(event: CallEvent, call: Option<&Call>) -> Record {
         let (sequence, received_at) = (event.sequence, event.received_at);
         let tenant = event.tenant_id.clone();
-        let (event, call) = (convert::into_call_event(event), call.map(convert::call));
-        // The frame header and the update in one buffer: no second copy.
+        let event = convert::into_call_event(event);
+        // The frame header and the update in one buffer of its exact size.
         // The update's two fields are framed here with each length measured
-        // once: `CallUpdate::encode_raw` would measure the event and the call
-        // a second time (a tenth of this function's instructions, S12).
-        // `frames_are_what_prost_encodes` checks the bytes.
+        // once (`CallUpdate::encode_raw` would measure the event and the call
+        // a second time), and the call is written from the domain type
+        // (`call_wire`) into a reused buffer first, so it is measured by
+        // writing it. `frames_are_what_prost_encodes` checks the bytes.
         let event_len = event.encoded_len();
-        let call_len = call.as_ref().map(Message::encoded_len);
-        let len = field_len(1, event_len) + call_len.map_or(0, |l| field_len(2, l));
-        let mut frame = Vec::with_capacity(len + 6);
-        put_header(1, len, &mut frame);
-        let update_offset = frame.len();
-        put_field(1, &event, event_len, &mut frame);
-        if let (Some(call), Some(len)) = (&call, call_len) {
-            put_field(2, call, len, &mut frame);
-        }
-        let update = pb::CallUpdate { event: Some(event), call };
-        Record {
-            sequence,
-            tenant,
-            received_at,
-            meta: OnceLock::from(into_event_meta(update)),
-            frame: Bytes::from(frame),
-            update_offset,
-        }
+        let (frame, update_offset) = CALL_BYTES.with_borrow_mut(|call_bytes| {
+            call_bytes.clear();
+            if let Some(c) = call {
+                call_wire::encode_call(c, call_bytes);
+            }
+            let call_len = call.map(|_| call_bytes.len());
+            let len = field_len(1, event_len) + call_len.map_or(0, |l| field_len(2, l));
+            let mut frame = Vec::with_capacity(len + 6);
+            put_header(1, len, &mut frame);
+            let update_offset = frame.len();
+            put_header(1, event_len, &mut frame);
+            event.encode_raw(&mut frame);
+            if let Some(len) = call_len {
+                put_header(2, len, &mut frame);
+                frame.extend_from_slice(call_bytes);
+            }
+            (frame, update_offset)
+        });
+        let meta = meta(MetaParts {
+            call_id: event.call_id,
+            conversation_id: event.conversation_id,
+            event_type: event.r#type,
+            vendor: event.vendor,
+            direction: event.direction,
+            call_direction: call.and_then(|c| c.direction).map_or(0, Direction::number),
+            agent_id: event.agent_id,
+            agent_ids: call.map(|c| c.agent_ids.clone()).unwrap_or_default(),
+            queue_id: event.queue_id,
+            call_queue_id: call.map(|c| c.queue_id.clone()).unwrap_or_default(),
+        });
+        Record { sequence, tenant, received_at, meta: OnceLock::from(meta), frame: Bytes::from(frame), update_offset }
     }
 
     /// Rebuilds a record from a decoded `CallUpdate` and its bytes (a log
@@ -181,12 +202,6 @@ fn field_len(tag: u32, len: usize) -> usize {
 fn put_header(tag: u32, len: usize, buf: &mut Vec<u8>) {
     encode_key(tag, LengthDelimited, buf);
     encode_varint(len as u64, buf);
-}
-
-/// Writes a message field whose encoded length was measured already.
-fn put_field(tag: u32, message: &impl Message, len: usize, buf: &mut Vec<u8>) {
-    put_header(tag, len, buf);
-    message.encode_raw(buf);
 }
 
 /// [`EventMeta`] of an encoded `CallUpdate`, decoding only the fields it needs.
@@ -298,23 +313,6 @@ pub fn event_meta(update: &pb::CallUpdate) -> EventMeta {
         agent_ids: call.map(|c| c.agent_ids.clone()).unwrap_or_default(),
         queue_id: event.map(|e| e.queue_id.clone()).unwrap_or_default(),
         call_queue_id: call.map(|c| c.queue_id.clone()).unwrap_or_default(),
-    })
-}
-
-/// [`event_meta`] of an update that is not needed afterwards.
-fn into_event_meta(update: pb::CallUpdate) -> EventMeta {
-    let (event, call) = (update.event.unwrap_or_default(), update.call.unwrap_or_default());
-    meta(MetaParts {
-        call_id: event.call_id,
-        conversation_id: event.conversation_id,
-        event_type: event.r#type,
-        vendor: event.vendor,
-        direction: event.direction,
-        call_direction: call.direction,
-        agent_id: event.agent_id,
-        agent_ids: call.agent_ids,
-        queue_id: event.queue_id,
-        call_queue_id: call.queue_id,
     })
 }
 
