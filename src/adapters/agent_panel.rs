@@ -362,7 +362,7 @@ fn direction(raw: &str) -> Option<Direction> {
 /// The identity of a payload: `8x8ap:<data.eventId>`, else its content hash.
 fn identity_of(payload: &Value) -> Identity {
     match payload.pointer("/data/eventId").map(super::lenient::flatten) {
-        Some(id) if !id.trim().is_empty() => Identity::VendorId(format!("8x8ap:{}", id.trim())),
+        Some(id) if !id.trim().is_empty() => Identity::VendorId(["8x8ap:", id.trim()].concat()),
         _ => Identity::ContentHash(canonical_json_hash(payload)),
     }
 }

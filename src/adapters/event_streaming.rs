@@ -334,7 +334,7 @@ impl Adapter for EventStreaming {
 
 /// Joins a JSON path prefix and a field.
 fn join(prefix: &str, field: &str) -> String {
-    if prefix.is_empty() { field.to_string() } else { format!("{prefix}.{field}") }
+    if prefix.is_empty() { field.to_string() } else { [prefix, ".", field].concat() }
 }
 
 /// Normalizes a decoded event (`prefix` is its JSON path: `payload` inside
@@ -416,18 +416,19 @@ fn normalize_event(
 /// The canonical type of a non-ignored row; `status` picks it for toggles.
 fn event_type(action: Action, body: &Map<String, Value>, path: &str) -> Result<EventType, AdapterError> {
     let status = body.get("status").unwrap_or(&Value::Null);
-    let field = join(path, "status");
+    // Named only when it is wrong: most rows never read it.
+    let field = || join(path, "status");
     match action {
         Emit(t) => Ok(t),
-        Toggle(on, off) => match opt_bool(status).map_err(|e| AdapterError::field(&field, e.to_string()))? {
+        Toggle(on, off) => match opt_bool(status).map_err(|e| AdapterError::field(field(), e.to_string()))? {
             Some(true) => Ok(on),
             Some(false) => Ok(off),
-            None => Err(AdapterError::field(field, "required: true or false")),
+            None => Err(AdapterError::field(field(), "required: true or false")),
         },
         Action::RecordingStatus => match opt_text(status).ok().flatten().map(|s| s.to_ascii_lowercase()).as_deref() {
             Some("pause") => Ok(E::RecordingPaused),
             Some("resume") => Ok(E::RecordingResumed),
-            _ => Err(AdapterError::field(field, format!("expected \"pause\" or \"resume\", got {status}"))),
+            _ => Err(AdapterError::field(field(), format!("expected \"pause\" or \"resume\", got {status}"))),
         },
         Ignore(why) => Err(AdapterError::field(path, why)),
     }
@@ -447,7 +448,7 @@ fn reject_reason(code: u64) -> Option<&'static str> {
 /// The dedup identity (DESIGN §4.1; see the module comment).
 fn identity(frame: Option<&Frame>, name: &str, key: &str, id: Identify, msg: &MsgInfo, event: &Value) -> Identity {
     if let Some(f) = frame {
-        return Identity::VendorId(format!("8x8es:msg:{}", f.message_id));
+        return Identity::VendorId(["8x8es:msg:", &f.message_id].concat());
     }
     identity_of_event(name, key, id, msg).unwrap_or_else(|| Identity::ContentHash(canonical_json_hash(event)))
 }
@@ -456,7 +457,7 @@ fn identity(frame: Option<&Frame>, name: &str, key: &str, id: Identify, msg: &Ms
 /// interaction, others by producer instance and sequence.
 fn identity_of_event(name: &str, key: &str, id: Identify, msg: &MsgInfo) -> Option<Identity> {
     match (id, msg.sequence_id) {
-        (Identify::OneShot, _) if !key.is_empty() => Some(Identity::Natural(format!("8x8es:{name}:{key}"))),
+        (Identify::OneShot, _) if !key.is_empty() => Some(Identity::Natural(["8x8es:", name, ":", key].concat())),
         (_, Some(seq)) => {
             let instance = msg.instance_id.as_deref().unwrap_or_default();
             Some(Identity::Natural(format!("8x8es:{name}:{key}:{instance}:{seq}")))
@@ -539,20 +540,20 @@ fn interaction(
 ) -> Result<EventDraft, AdapterError> {
     let prefix = Vendor::EventStreaming8x8.call_id_prefix();
     let guid = f.guid.as_deref().ok_or_else(|| AdapterError::field(join(path, "interactionGUID"), "required"))?;
-    let mut d = EventDraft::new(event_type, Some(CallRef::Id(format!("{prefix}:{guid}"))));
+    let mut d = EventDraft::new(event_type, Some(CallRef::Id([prefix, ":", guid].concat())));
     d.occurred_at = event_time(f.event_ts, msg, frame);
     d.direction = direction(f, attached, path)?;
-    if let Some((original, _)) = attached.text("originalInteractionGuid")? {
-        d.conversation_id = Some(format!("{prefix}:{original}"));
+    if let Some(original) = attached.text("originalInteractionGuid")? {
+        d.conversation_id = Some([prefix, ":", &original].concat());
         if original != guid {
-            d.facts.previous_call_id = Some(format!("{prefix}:{original}"));
+            d.facts.previous_call_id = Some([prefix, ":", &original].concat());
         }
     }
     d.facts.queue_name = match attached.text("tenantSkillName")? {
-        Some((name, _)) => Some(name),
-        None => attached.text("channelName")?.map(|(name, _)| name),
+        Some(name) => Some(name),
+        None => attached.text("channelName")?,
     };
-    if let Some((items, _)) = attached.text("tclSelectedItems")? {
+    if let Some(items) = attached.text("tclSelectedItems")? {
         d.facts.wrap_up_codes = wrap_up_codes(&items);
     }
     if let Some(customer) = customer(attached, phone)? {
@@ -630,7 +631,7 @@ fn extra_detail(d: &mut EventDraft, extra: Extra, f: &InteractionFields, agent: 
 /// `in`/`out` is an error naming the field.
 fn direction(f: &InteractionFields, attached: &Attached<'_>, path: &str) -> Result<Option<Direction>, AdapterError> {
     let top = f.direction.as_deref().map(|d| fields::direction(d, &join(path, "direction"))).transpose()?;
-    let queue = match attached.text("queueDirection")? {
+    let queue = match attached.text_at("queueDirection")? {
         Some((d, field)) => Some(fields::direction(&d, &field)?),
         None => None,
     };
@@ -643,13 +644,13 @@ fn direction(f: &InteractionFields, attached: &Attached<'_>, path: &str) -> Resu
 /// `callingName` is the number when no number field is present).
 fn customer(attached: &Attached<'_>, phone: &PhoneNormalizer) -> Result<Option<Party>, AdapterError> {
     let number = match attached.text("remotePhoneNum")? {
-        Some(n) => Some(n.0),
-        None => attached.text("phoneNum")?.map(|n| n.0),
+        Some(n) => Some(n),
+        None => attached.text("phoneNum")?,
     };
     let mut name = None;
     let mut numeric_name = None;
     for key in ["remoteCallingName", "callingName"] {
-        if let Some((n, _)) = attached.text(key)? {
+        if let Some(n) = attached.text(key)? {
             if n.chars().any(char::is_alphabetic) {
                 name.get_or_insert(n);
             } else {

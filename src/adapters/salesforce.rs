@@ -228,14 +228,14 @@ impl Adapter for Salesforce {
         };
         let d: DetailFields = from_value(detail, "detail")?;
         let call_id = d.call_id.clone().ok_or_else(|| AdapterError::field("detail.callId", "required"))?;
-        let call = format!("{}:{call_id}", vendor.call_id_prefix());
+        let call = [vendor.call_id_prefix(), ":", &call_id].concat();
         let agent = ctx.agent_id.filter(|a| !a.is_empty());
         let identity = match (row.id, &d.id) {
             (Identify::Natural, _) => match agent {
-                Some(a) => Identity::Natural(format!("sf:{}:{call_id}:{a}", row.name)),
-                None => Identity::Natural(format!("sf:{}:{call_id}", row.name)),
+                Some(a) => Identity::Natural(["sf:", row.name, ":", &call_id, ":", a].concat()),
+                None => Identity::Natural(["sf:", row.name, ":", &call_id].concat()),
             },
-            (Identify::ByDetailId, Some(id)) => Identity::VendorId(format!("sf:{}:{id}", row.name)),
+            (Identify::ByDetailId, Some(id)) => Identity::VendorId(["sf:", row.name, ":", id].concat()),
             _ => Identity::ContentHash(canonical_json_hash(payload)),
         };
         let mut base = EventDraft::new(row.canonical, Some(CallRef::Id(call.clone())));
@@ -347,7 +347,7 @@ fn audio_stats(detail: &Value, base: &EventDraft) -> Result<Vec<EventDraft>, Ada
     match detail.get("stats") {
         Some(Value::Object(channels)) => channels
             .iter()
-            .map(|(name, v)| Ok(event(name.clone(), from_value(v, &format!("detail.stats.{name}"))?)))
+            .map(|(name, v)| Ok(event(name.clone(), from_value(v, &["detail.stats.", name].concat())?)))
             .collect(),
         Some(Value::String(channel)) => Ok(vec![event(channel.clone(), from_value(detail, "detail")?)]),
         None => Ok(vec![event(String::new(), from_value(detail, "detail")?)]),

@@ -251,7 +251,7 @@ fn roles(caller_is_user: bool) -> (PartyRole, PartyRole) {
 
 /// The JSON path of `field` inside the notification at `prefix`.
 fn path(prefix: &str, field: &str) -> String {
-    if prefix.is_empty() { field.to_string() } else { format!("{prefix}.{field}") }
+    if prefix.is_empty() { field.to_string() } else { [prefix, ".", field].concat() }
 }
 
 /// A bare CallEvent: an object with a `callId` and a flow id.
@@ -275,14 +275,14 @@ fn scalar_text(obj: &Map<String, Value>, key: &str) -> Option<String> {
 fn attributes(obj: &Map<String, Value>, skip: &[&str], prefix: &str) -> BTreeMap<String, String> {
     obj.iter()
         .filter(|(k, _)| !skip.contains(&k.as_str()))
-        .map(|(k, v)| (format!("{prefix}{k}"), flatten(v)))
+        .map(|(k, v)| ([prefix, k].concat(), flatten(v)))
         .filter(|(_, v)| !v.is_empty())
         .collect()
 }
 
 /// The conversation id of a flow id.
 fn flow_conversation(flow: Option<&str>) -> Option<String> {
-    flow.map(|f| format!("{}:flow:{f}", Vendor::Xelion.call_id_prefix()))
+    flow.map(|f| [Vendor::Xelion.call_id_prefix(), ":flow:", f].concat())
 }
 
 /// Where a payload's notification comes from.
@@ -414,10 +414,10 @@ impl Adapter for Xelion {
                 let identity = match id {
                     Identify::Natural => {
                         let member = match (canonical, f.callee_user.as_deref()) {
-                            (EventType::CallMissed, Some(user)) => format!(":{user}"),
+                            (EventType::CallMissed, Some(user)) => [":", user].concat(),
                             _ => String::new(),
                         };
-                        Identity::Natural(format!("{}:{}:{call_id}{member}", vendor.call_id_prefix(), row.name))
+                        Identity::Natural([vendor.call_id_prefix(), ":", row.name, ":", &call_id, &member].concat())
                     }
                     Identify::Hash => content_hash(),
                 };
@@ -438,7 +438,7 @@ fn call_event(
     prefix: &str,
     ctx: &NormalizeContext<'_>,
 ) -> Result<EventDraft, AdapterError> {
-    let call = format!("{}:{call_id}", Vendor::Xelion.call_id_prefix());
+    let call = [Vendor::Xelion.call_id_prefix(), ":", call_id].concat();
     let mut draft = EventDraft::new(canonical, Some(CallRef::Id(call)));
     draft.facts.started_at = f.date;
     let caller = Side { number: f.caller_phone_number.as_deref(), user: f.caller_user.as_deref() };
@@ -491,7 +491,7 @@ fn transfer(row: &Row, notification: Option<&Map<String, Value>>, identity: Iden
             format!("{} carries no callId (its field list is undocumented), so it cannot be tied to a call", row.name);
         return Normalized::ignored(vendor, row.name, why, identity);
     };
-    let call = format!("{}:{call_id}", vendor.call_id_prefix());
+    let call = [vendor.call_id_prefix(), ":", &call_id].concat();
     let mut draft = EventDraft::new(EventType::CallTransferred, Some(CallRef::Id(call)));
     draft.conversation_id =
         flow_conversation(scalar_text(n, "callerFlowId").or_else(|| scalar_text(n, "calleeFlowId")).as_deref());

@@ -438,15 +438,15 @@ fn party_id(parties: &[Party], p: &Party) -> String {
     let base = if first_customer {
         "customer".to_string()
     } else if !p.agent_id.is_empty() {
-        format!("agent:{}", p.agent_id)
+        ["agent:", &p.agent_id].concat()
     } else if !p.user_id.is_empty() {
-        format!("user:{}", p.user_id)
+        ["user:", &p.user_id].concat()
     } else if !p.e164.is_empty() {
-        format!("number:{}", p.e164)
+        ["number:", &p.e164].concat()
     } else if !p.phone_number.is_empty() {
-        format!("number:{}", p.phone_number)
+        ["number:", &p.phone_number].concat()
     } else if !p.display_name.is_empty() {
-        format!("name:{}", p.display_name)
+        ["name:", &p.display_name].concat()
     } else {
         "party".to_string()
     };

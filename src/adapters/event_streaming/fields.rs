@@ -34,7 +34,7 @@ pub(super) struct MsgInfo {
 pub(super) fn msg_info(body: &Map<String, Value>, path: &str) -> Result<MsgInfo, AdapterError> {
     match body.get("msgInfo") {
         None | Some(Value::Null) => Ok(MsgInfo::default()),
-        Some(v) => from_value(v, &format!("{path}.msgInfo")),
+        Some(v) => from_value(v, &[path, ".msgInfo"].concat()),
     }
 }
 
@@ -114,34 +114,37 @@ pub(super) struct AgentStatusFields {
 
 /// `attachedData.attachedDatum[]` as `(key, value, index)` items, so values
 /// of mixed types are read leniently and errors name the item's JSON path.
+/// The path is spelled out only for an error: every event has this list, few
+/// have a bad value in it.
 pub(super) struct Attached<'a> {
-    path: String,
+    /// The JSON path of the event body.
+    body_path: &'a str,
     items: Vec<(&'a str, &'a Value, usize)>,
 }
 
 impl<'a> Attached<'a> {
     /// Reads `attachedData` of an event body. `attachedDatum` may be a list or,
     /// as XML-to-JSON bridges render a one-element list, a single object.
-    pub fn parse(body: &'a Map<String, Value>, path: &str) -> Result<Attached<'a>, AdapterError> {
-        let path = format!("{path}.attachedData.attachedDatum");
-        let mut attached = Attached { path: path.clone(), items: Vec::new() };
+    pub fn parse(body: &'a Map<String, Value>, body_path: &'a str) -> Result<Attached<'a>, AdapterError> {
+        let mut attached = Attached { body_path, items: Vec::new() };
+        let path = || [body_path, ".attachedData.attachedDatum"].concat();
         let datum = match body.get("attachedData") {
             None | Some(Value::Null) => return Ok(attached),
             Some(Value::Object(o)) => o.get("attachedDatum"),
-            Some(_) => return Err(AdapterError::field(path.replace(".attachedDatum", ""), "expected an object")),
+            Some(_) => return Err(AdapterError::field([body_path, ".attachedData"].concat(), "expected an object")),
         };
         let list: Vec<&Value> = match datum {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(a)) => a.iter().collect(),
             Some(one @ Value::Object(_)) => vec![one],
             Some(_) => {
-                return Err(AdapterError::field(path, "expected a list of {attachedDataKey, attachedDataValue}"));
+                return Err(AdapterError::field(path(), "expected a list of {attachedDataKey, attachedDataValue}"));
             }
         };
         for (i, item) in list.into_iter().enumerate() {
             let key =
                 item.get("attachedDataKey").and_then(Value::as_str).filter(|k| !k.is_empty()).ok_or_else(|| {
-                    AdapterError::field(format!("{path}[{i}].attachedDataKey"), "required: a non-empty string")
+                    AdapterError::field(format!("{}[{i}].attachedDataKey", path()), "required: a non-empty string")
                 })?;
             attached.items.push((key, item.get("attachedDataValue").unwrap_or(&Value::Null), i));
         }
@@ -162,8 +165,14 @@ impl<'a> Attached<'a> {
     }
 
     /// A value as text (numbers and booleans included; blank and `N/A` are
-    /// `None`), with the JSON path of the value for error messages.
-    pub fn text(&self, key: &str) -> Result<Option<(String, String)>, AdapterError> {
+    /// `None`).
+    pub fn text(&self, key: &str) -> Result<Option<String>, AdapterError> {
+        self.read(key, opt_text)
+    }
+
+    /// [`Attached::text`] with the JSON path of the value, for a caller
+    /// that checks the text further and names the field when it fails.
+    pub fn text_at(&self, key: &str) -> Result<Option<(String, String)>, AdapterError> {
         let Some((_, v, i)) = self.items.iter().find(|(k, _, _)| *k == key) else { return Ok(None) };
         let text = opt_text(*v).map_err(|e| AdapterError::field(self.value_path(*i), e.to_string()))?;
         Ok(text.map(|t| (t, self.value_path(*i))))
@@ -179,7 +188,7 @@ impl<'a> Attached<'a> {
     }
 
     fn value_path(&self, i: usize) -> String {
-        format!("{}[{i}].attachedDataValue", self.path)
+        format!("{}.attachedData.attachedDatum[{i}].attachedDataValue", self.body_path)
     }
 }
 
@@ -252,7 +261,7 @@ pub(super) fn body_attributes(body: &Map<String, Value>, out: &mut BTreeMap<Stri
             ("event" | "interactionGUID" | "attachedData", _) | (_, Value::Null) => {}
             ("msgInfo", Value::Object(m)) => {
                 for (mk, mv) in m.iter().filter(|(_, mv)| !mv.is_null()) {
-                    out.insert(format!("msgInfo.{mk}"), flatten(mv));
+                    out.insert(["msgInfo.", mk].concat(), flatten(mv));
                 }
             }
             _ => {

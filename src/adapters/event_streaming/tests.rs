@@ -295,6 +295,27 @@ fn direction_reads_in_and_out_and_rejects_anything_else_naming_the_field() {
     );
 }
 
+/// The attached-data paths are spelled out only when something is wrong:
+/// each malformed shape still names its own field.
+#[test]
+fn malformed_attached_data_names_its_field() {
+    for (attached, field) in [
+        (json!("x"), "Interaction.attachedData"),
+        (json!({"attachedDatum": 7}), "Interaction.attachedData.attachedDatum"),
+        (
+            json!({"attachedDatum": [{"attachedDataValue": 1}]}),
+            "Interaction.attachedData.attachedDatum[0].attachedDataKey",
+        ),
+        (
+            json!({"attachedDatum": [{"attachedDataKey": "phoneNum", "attachedDataValue": 1}, {"attachedDataKey": "callDurationSec", "attachedDataValue": "soon"}]}),
+            "Interaction.attachedData.attachedDatum[1].attachedDataValue",
+        ),
+    ] {
+        let v = interaction("InteractionQueued", json!({ "attachedData": attached }));
+        assert_eq!(field_of(norm(v).unwrap_err()), field, "{attached}");
+    }
+}
+
 #[test]
 fn a_numeric_phone_num_becomes_e164_and_a_numeric_calling_name_is_no_display_name() {
     let v = interaction(
