@@ -95,7 +95,7 @@ pub(super) fn recording(r: &domain::Recording) -> pb::Recording {
     pb::Recording { state: num(r.state, |s| s.number()), url: r.url.clone() }
 }
 
-fn detail(d: &Detail) -> pb::call_event::Detail {
+pub(super) fn detail(d: &Detail) -> pb::call_event::Detail {
     use pb::call_event::Detail as D;
     match d {
         Detail::Ended(e) => D::Ended(pb::EndedDetail {
@@ -139,14 +139,15 @@ fn detail(d: &Detail) -> pb::call_event::Detail {
     }
 }
 
-/// An event on the wire.
+/// An event on the wire. The store's append path writes the same bytes
+/// without this struct ([`super::call_wire`], checked against it).
 pub fn call_event(e: &CallEvent) -> pb::CallEvent {
     into_call_event(e.clone())
 }
 
-/// [`call_event`] of an event not needed afterwards (the store's append
-/// path): its strings, parties and attributes move instead of being copied.
-pub fn into_call_event(e: CallEvent) -> pb::CallEvent {
+/// [`call_event`] of an owned event: its strings, parties and attributes
+/// move into the wire form.
+fn into_call_event(e: CallEvent) -> pb::CallEvent {
     pb::CallEvent {
         sequence: e.sequence,
         call_sequence: e.call_sequence,
@@ -170,7 +171,8 @@ pub fn into_call_event(e: CallEvent) -> pb::CallEvent {
     }
 }
 
-/// A call on the wire.
+/// A call on the wire. The store's append path writes the same bytes
+/// without this struct ([`super::call_wire`], checked against it).
 pub fn call(c: &Call) -> pb::Call {
     pb::Call {
         call_id: c.call_id.clone(),

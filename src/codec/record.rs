@@ -15,9 +15,10 @@ use super::{call_wire, convert};
 use crate::domain::{Call, CallEvent, Direction, EventMeta, EventType, Vendor};
 
 thread_local! {
-    /// A call's bytes on their way into a frame ([`Record::from_event`]):
-    /// reused, so a frame is allocated once, at its exact size.
-    static CALL_BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// An event's and its call's bytes on their way into a frame
+    /// ([`Record::from_event`]): reused, so a frame is allocated once, at
+    /// its exact size.
+    static UPDATE_BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A logged event. Cheap to share: subscribers hold `Arc<Record>`.
@@ -57,47 +58,50 @@ impl Record {
     /// Encodes an appended event (with its sequence) and its call: the one
     /// encode an event ever gets.
     pub fn from_event(event: CallEvent, call: Option<&Call>) -> Record {
-        let (sequence, received_at) = (event.sequence, event.received_at);
-        let tenant = event.tenant_id.clone();
-        let event = convert::into_call_event(event);
-        // The frame header and the update in one buffer of its exact size.
-        // The update's two fields are framed here with each length measured
-        // once (`CallUpdate::encode_raw` would measure the event and the call
-        // a second time), and the call is written from the domain type
-        // (`call_wire`) into a reused buffer first, so it is measured by
-        // writing it. `frames_are_what_prost_encodes` checks the bytes.
-        let event_len = event.encoded_len();
-        let (frame, update_offset) = CALL_BYTES.with_borrow_mut(|call_bytes| {
-            call_bytes.clear();
+        // The event and the call are written from the domain types
+        // (`call_wire`) into a reused buffer, which measures them; the frame
+        // is then allocated once, at its exact size, and framed here.
+        // `frames_are_what_prost_encodes` checks the bytes.
+        let (frame, update_offset) = UPDATE_BYTES.with_borrow_mut(|bytes| {
+            bytes.clear();
+            call_wire::encode_event(&event, bytes);
+            let event_len = bytes.len();
             if let Some(c) = call {
-                call_wire::encode_call(c, call_bytes);
+                call_wire::encode_call(c, bytes);
             }
-            let call_len = call.map(|_| call_bytes.len());
+            let call_len = call.map(|_| bytes.len() - event_len);
             let len = field_len(1, event_len) + call_len.map_or(0, |l| field_len(2, l));
             let mut frame = Vec::with_capacity(len + 6);
             put_header(1, len, &mut frame);
             let update_offset = frame.len();
             put_header(1, event_len, &mut frame);
-            event.encode_raw(&mut frame);
+            frame.extend_from_slice(&bytes[..event_len]);
             if let Some(len) = call_len {
                 put_header(2, len, &mut frame);
-                frame.extend_from_slice(call_bytes);
+                frame.extend_from_slice(&bytes[event_len..]);
             }
             (frame, update_offset)
         });
         let meta = meta(MetaParts {
             call_id: event.call_id,
             conversation_id: event.conversation_id,
-            event_type: event.r#type,
-            vendor: event.vendor,
-            direction: event.direction,
+            event_type: event.event_type.number(),
+            vendor: event.vendor.number(),
+            direction: event.direction.map_or(0, Direction::number),
             call_direction: call.and_then(|c| c.direction).map_or(0, Direction::number),
             agent_id: event.agent_id,
             agent_ids: call.map(|c| c.agent_ids.clone()).unwrap_or_default(),
             queue_id: event.queue_id,
             call_queue_id: call.map(|c| c.queue_id.clone()).unwrap_or_default(),
         });
-        Record { sequence, tenant, received_at, meta: OnceLock::from(meta), frame: Bytes::from(frame), update_offset }
+        Record {
+            sequence: event.sequence,
+            tenant: event.tenant_id,
+            received_at: event.received_at,
+            meta: OnceLock::from(meta),
+            frame: Bytes::from(frame),
+            update_offset,
+        }
     }
 
     /// Rebuilds a record from a decoded `CallUpdate` and its bytes (a log

@@ -47,7 +47,8 @@ pub fn event_id(
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     let uuid = uuid::Builder::from_sha1_bytes(bytes).into_uuid();
-    uuid.hyphenated().encode_lower(&mut Uuid::encode_buffer()).to_string()
+    // `to_owned`: `to_string` on a `&mut str` goes through `Display`.
+    uuid.hyphenated().encode_lower(&mut Uuid::encode_buffer()).to_owned()
 }
 
 /// A short stable hash (hex) of some bytes: used for content-hash dedup keys
