@@ -12,14 +12,17 @@
 //! a field added to one side and not the other fails them.
 //!
 //! Fields go out in tag order and proto3 defaults (empty, zero, `false`,
-//! absent message) are left out, as prost does. Rare nested messages
-//! (recording, wrap-ups, queue visits, wrap-up codes) go through their
-//! generated types; scalars and timestamps need no allocation either way.
+//! absent message) are left out, as prost does. Scalars, strings, maps,
+//! parties and times are written here; rare nested messages (detail,
+//! recording, wrap-ups, queue visits, wrap-up codes) go through their
+//! generated types.
 
-use prost::Message;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len, string};
+use chrono::{DateTime, Utc};
+use prost::Message;
+use prost::encoding::{WireType, encode_varint, encoded_len_varint, key_len};
 
 use super::convert;
 use crate::domain::{Call, CallEvent, Party};
@@ -33,8 +36,8 @@ pub fn encode_event(e: &CallEvent, buf: &mut Vec<u8>) {
     text(5, &e.call_id, buf);
     text(6, &e.conversation_id, buf);
     enumeration(7, e.event_type.number(), buf);
-    optional(8, Some(convert::timestamp(e.occurred_at)), buf);
-    optional(9, Some(convert::timestamp(e.received_at)), buf);
+    timestamp(8, Some(e.occurred_at), buf);
+    timestamp(9, Some(e.received_at), buf);
     enumeration(10, e.vendor.number(), buf);
     text(11, &e.vendor_event_type, buf);
     enumeration(12, e.direction.map_or(0, |d| d.number()), buf);
@@ -64,24 +67,25 @@ pub fn encode_call(c: &Call, buf: &mut Vec<u8>) {
     for p in &c.parties {
         nested(8, buf, |buf| party(p, buf));
     }
-    string::encode_repeated(9, &c.agent_ids, buf);
+    texts(9, &c.agent_ids, buf);
     text(10, &c.queue_id, buf);
-    for (tag, at) in [(11, c.started_at), (12, c.queued_at), (13, c.answered_at), (14, c.ended_at)] {
-        optional(tag, at.map(convert::timestamp), buf);
-    }
-    optional(15, c.wrap_up_ended_at.map(convert::timestamp), buf);
+    timestamp(11, c.started_at, buf);
+    timestamp(12, c.queued_at, buf);
+    timestamp(13, c.answered_at, buf);
+    timestamp(14, c.ended_at, buf);
+    timestamp(15, c.wrap_up_ended_at, buf);
     flag(16, c.on_hold, buf);
     flag(17, c.muted, buf);
     optional(18, c.recording.as_ref().map(convert::recording), buf);
     varint(19, c.hold_count.into(), buf);
-    optional(20, Some(convert::duration(c.total_hold)), buf);
-    optional(21, c.talk_duration.map(convert::duration), buf);
-    string::encode_repeated(22, &c.notes, buf);
+    duration(20, Some(c.total_hold), buf);
+    duration(21, c.talk_duration, buf);
+    texts(22, &c.notes, buf);
     varint(23, c.transcript_count.into(), buf);
     varint(24, c.last_sequence, buf);
     varint(25, c.call_sequence, buf);
-    optional(26, Some(convert::timestamp(c.updated_at)), buf);
-    optional(27, c.duration.map(convert::duration), buf);
+    timestamp(26, Some(c.updated_at), buf);
+    duration(27, c.duration, buf);
     text(28, &c.disposition, buf);
     text(29, &c.end_reason, buf);
     enumeration(30, c.hangup_initiator.map_or(0, |r| r.number()), buf);
@@ -107,8 +111,8 @@ fn party(p: &Party, buf: &mut Vec<u8>) {
     text(6, &p.user_id, buf);
     text(7, &p.party_id, buf);
     enumeration(8, p.state.map_or(0, |s| s.number()), buf);
-    optional(9, p.joined_at.map(convert::timestamp), buf);
-    optional(10, p.left_at.map(convert::timestamp), buf);
+    timestamp(9, p.joined_at, buf);
+    timestamp(10, p.left_at, buf);
     optional(11, p.wrap_up.as_ref().map(convert::wrap_up), buf);
 }
 
@@ -116,7 +120,7 @@ fn party(p: &Party, buf: &mut Vec<u8>) {
 /// reserved as one byte and widened afterwards when the body needs more
 /// (one move of the body, rarer and cheaper than measuring it first).
 pub fn nested(tag: u32, buf: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
-    encode_key(tag, WireType::LengthDelimited, buf);
+    key(tag, WireType::LengthDelimited, buf);
     let at = buf.len();
     buf.push(0);
     body(buf);
@@ -136,8 +140,8 @@ pub fn nested(tag: u32, buf: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
 /// `btree_map::encode` measured them through four closures).
 fn string_map(tag: u32, map: &BTreeMap<String, String>, buf: &mut Vec<u8>) {
     for (k, v) in map {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint((text_len(1, k) + text_len(2, v)) as u64, buf);
+        key(tag, WireType::LengthDelimited, buf);
+        put_varint((text_len(1, k) + text_len(2, v)) as u64, buf);
         text(1, k, buf);
         text(2, v, buf);
     }
@@ -148,12 +152,24 @@ fn text_len(tag: u32, value: &str) -> usize {
     if value.is_empty() { 0 } else { key_len(tag) + encoded_len_varint(value.len() as u64) + value.len() }
 }
 
+/// A `string` field (left out when empty).
 fn text(tag: u32, value: &str, buf: &mut Vec<u8>) {
     if !value.is_empty() {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint(value.len() as u64, buf);
-        buf.extend_from_slice(value.as_bytes());
+        bytes_field(tag, value.as_bytes(), buf);
     }
+}
+
+/// A `repeated string` field: every element, empty ones too.
+fn texts(tag: u32, values: &[String], buf: &mut Vec<u8>) {
+    for v in values {
+        bytes_field(tag, v.as_bytes(), buf);
+    }
+}
+
+fn bytes_field(tag: u32, value: &[u8], buf: &mut Vec<u8>) {
+    key(tag, WireType::LengthDelimited, buf);
+    put_varint(value.len() as u64, buf);
+    buf.extend_from_slice(value);
 }
 
 /// An `int32`-encoded enum (negative numbers sign-extend, as prost's).
@@ -161,10 +177,11 @@ fn enumeration(tag: u32, number: i32, buf: &mut Vec<u8>) {
     varint(tag, number as u64, buf);
 }
 
+/// A varint field (left out when zero).
 fn varint(tag: u32, value: u64, buf: &mut Vec<u8>) {
     if value != 0 {
-        encode_key(tag, WireType::Varint, buf);
-        encode_varint(value, buf);
+        key(tag, WireType::Varint, buf);
+        put_varint(value, buf);
     }
 }
 
@@ -172,10 +189,52 @@ fn flag(tag: u32, value: bool, buf: &mut Vec<u8>) {
     varint(tag, u64::from(value), buf);
 }
 
+/// A `google.protobuf.Timestamp` field, when there is a time.
+fn timestamp(tag: u32, at: Option<DateTime<Utc>>, buf: &mut Vec<u8>) {
+    if let Some(t) = at.map(convert::timestamp) {
+        seconds_nanos(tag, t.seconds, t.nanos, buf);
+    }
+}
+
+/// A `google.protobuf.Duration` field, when there is a duration.
+fn duration(tag: u32, d: Option<Duration>, buf: &mut Vec<u8>) {
+    if let Some(d) = d.map(convert::duration) {
+        seconds_nanos(tag, d.seconds, d.nanos, buf);
+    }
+}
+
+/// A `Timestamp` or `Duration` (the same two fields): written here rather
+/// than through prost's `message::encode`, which measures the message
+/// through its generated code first (every event has three or more).
+fn seconds_nanos(tag: u32, seconds: i64, nanos: i32, buf: &mut Vec<u8>) {
+    let (seconds, nanos) = (seconds as u64, i64::from(nanos) as u64);
+    let field_len = |v: u64| if v == 0 { 0 } else { 1 + encoded_len_varint(v) };
+    key(tag, WireType::LengthDelimited, buf);
+    put_varint((field_len(seconds) + field_len(nanos)) as u64, buf);
+    varint(1, seconds, buf);
+    varint(2, nanos, buf);
+}
+
+/// A message field through its generated type (the rare nested ones).
 fn optional(tag: u32, message: Option<impl Message>, buf: &mut Vec<u8>) {
     if let Some(m) = message {
         prost::encoding::message::encode(tag, &m, buf);
     }
+}
+
+fn key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
+    put_varint(u64::from(tag << 3 | wire_type as u32), buf);
+}
+
+/// A varint, inlined: prost's `encode_varint` is a call per value, and the
+/// values here are mostly one byte (tags, lengths, enums).
+#[inline]
+fn put_varint(mut value: u64, buf: &mut Vec<u8>) {
+    while value >= 0x80 {
+        buf.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
 }
 
 #[cfg(test)]
