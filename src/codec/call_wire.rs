@@ -119,7 +119,7 @@ fn party(p: &Party, buf: &mut Vec<u8>) {
 /// A length-delimited field whose body `body` appends: the length is
 /// reserved as one byte and widened afterwards when the body needs more
 /// (one move of the body, rarer and cheaper than measuring it first).
-pub fn nested(tag: u32, buf: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+fn nested(tag: u32, buf: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
     key(tag, WireType::LengthDelimited, buf);
     let at = buf.len();
     buf.push(0);

@@ -21,6 +21,10 @@ thread_local! {
     static UPDATE_BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The largest [`UPDATE_BYTES`] a thread keeps between events (updates are
+/// a few KiB; a larger one gets a buffer of its own that is then freed).
+const UPDATE_BYTES_KEPT: usize = 64 * 1024;
+
 /// A logged event. Cheap to share: subscribers hold `Arc<Record>`.
 #[derive(Clone, Debug)]
 pub struct Record {
@@ -79,6 +83,10 @@ impl Record {
             if let Some(len) = call_len {
                 put_header(2, len, &mut frame);
                 frame.extend_from_slice(&bytes[event_len..]);
+            }
+            if bytes.capacity() > UPDATE_BYTES_KEPT {
+                // One outsized event does not pin its size on every thread.
+                *bytes = Vec::new();
             }
             (frame, update_offset)
         });
