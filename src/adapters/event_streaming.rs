@@ -86,7 +86,7 @@ use serde_json::{Map, Value};
 use self::fields::{AgentStatusFields, Attached, InteractionFields, MediaKind, MsgInfo};
 use self::frame::Frame;
 use super::lenient::{opt_bool, opt_epoch_millis, opt_text};
-use super::{Adapter, AdapterError, NormalizeContext, PhoneNormalizer, from_value};
+use super::{Adapter, AdapterError, NormalizeContext, PhoneNormalizer, from_value, join_path};
 use crate::domain::identity::canonical_json_hash;
 use crate::domain::{
     AgentState, CallOutcome, CallRef, Detail, Direction, Ended, EventDraft, EventType, Identity, Normalized, Party,
@@ -332,11 +332,6 @@ impl Adapter for EventStreaming {
     }
 }
 
-/// Joins a JSON path prefix and a field.
-fn join(prefix: &str, field: &str) -> String {
-    if prefix.is_empty() { field.to_string() } else { [prefix, ".", field].concat() }
-}
-
 /// Normalizes a decoded event (`prefix` is its JSON path: `payload` inside
 /// a frame).
 fn normalize_event(
@@ -351,12 +346,12 @@ fn normalize_event(
         let field = if prefix.is_empty() { "payload" } else { prefix };
         return Err(AdapterError::field(field, format!("{what}: expected one class key; {SHAPE}")));
     };
-    let path = join(prefix, class);
+    let path = join_path(prefix, class);
     let name = match body.get("event") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
         None | Some(Value::Null) if class != "Interaction" => class.to_string(),
-        None | Some(Value::Null) => return Err(AdapterError::field(join(&path, "event"), "required")),
-        Some(_) => return Err(AdapterError::field(join(&path, "event"), "must be a non-empty string")),
+        None | Some(Value::Null) => return Err(AdapterError::field(join_path(&path, "event"), "required")),
+        Some(_) => return Err(AdapterError::field(join_path(&path, "event"), "must be a non-empty string")),
     };
     let msg = fields::msg_info(body, &path)?;
     let row = find_row(&name);
@@ -417,7 +412,7 @@ fn normalize_event(
 fn event_type(action: Action, body: &Map<String, Value>, path: &str) -> Result<EventType, AdapterError> {
     let status = body.get("status").unwrap_or(&Value::Null);
     // Named only when it is wrong: most rows never read it.
-    let field = || join(path, "status");
+    let field = || join_path(path, "status");
     match action {
         Emit(t) => Ok(t),
         Toggle(on, off) => match opt_bool(status).map_err(|e| AdapterError::field(field(), e.to_string()))? {
@@ -487,8 +482,8 @@ fn agent_party(agent_id: &str, extension: Option<&str>) -> Party {
 /// `AgentStatusChange` → an agent event (no call).
 fn agent_status(body: &Value, path: &str, msg: &MsgInfo, frame: Option<&Frame>) -> Result<EventDraft, AdapterError> {
     let a: AgentStatusFields = from_value(body, path)?;
-    let agent = a.agent_id.clone().ok_or_else(|| AdapterError::field(join(path, "agentId"), "required"))?;
-    let state = a.new_state.clone().ok_or_else(|| AdapterError::field(join(path, "newState"), "required"))?;
+    let agent = a.agent_id.clone().ok_or_else(|| AdapterError::field(join_path(path, "agentId"), "required"))?;
+    let state = a.new_state.clone().ok_or_else(|| AdapterError::field(join_path(path, "newState"), "required"))?;
     let state = match fields::meaningful(&a.new_sub_state) {
         Some(sub) => format!("{state}/{sub}"),
         None => state,
@@ -539,7 +534,7 @@ fn interaction(
     phone: &PhoneNormalizer,
 ) -> Result<EventDraft, AdapterError> {
     let prefix = Vendor::EventStreaming8x8.call_id_prefix();
-    let guid = f.guid.as_deref().ok_or_else(|| AdapterError::field(join(path, "interactionGUID"), "required"))?;
+    let guid = f.guid.as_deref().ok_or_else(|| AdapterError::field(join_path(path, "interactionGUID"), "required"))?;
     let mut d = EventDraft::new(event_type, Some(CallRef::Id([prefix, ":", guid].concat())));
     d.occurred_at = event_time(f.event_ts, msg, frame);
     d.direction = direction(f, attached, path)?;
@@ -630,7 +625,7 @@ fn extra_detail(d: &mut EventDraft, extra: Extra, f: &InteractionFields, agent: 
 /// Both direction fields are checked when present: a value other than
 /// `in`/`out` is an error naming the field.
 fn direction(f: &InteractionFields, attached: &Attached<'_>, path: &str) -> Result<Option<Direction>, AdapterError> {
-    let top = f.direction.as_deref().map(|d| fields::direction(d, &join(path, "direction"))).transpose()?;
+    let top = f.direction.as_deref().map(|d| fields::direction(d, &join_path(path, "direction"))).transpose()?;
     let queue = match attached.text_at("queueDirection")? {
         Some((d, field)) => Some(fields::direction(&d, &field)?),
         None => None,

@@ -275,6 +275,12 @@ fn check_id_lengths(n: &Normalized) -> Result<(), AdapterError> {
     if violations.is_empty() { Ok(()) } else { Err(AdapterError::Invalid(violations)) }
 }
 
+/// The JSON path of `field` inside the object at `prefix` (`""`: the
+/// payload itself), for the field an error names.
+pub fn join_path(prefix: &str, field: &str) -> String {
+    if prefix.is_empty() { field.to_string() } else { [prefix, ".", field].concat() }
+}
+
 /// An envelope's required type field: a string that is not empty (`trim`:
 /// not blank either, and trimmed), or an error naming the field.
 pub fn required_text<'a>(payload: &'a Value, field: &str, trim: bool) -> Result<&'a str, AdapterError> {

@@ -70,7 +70,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::lenient::{flatten, opt_text, opt_xelion_date, parse_duration};
-use super::{Adapter, AdapterError, NormalizeContext, from_value};
+use super::{Adapter, AdapterError, NormalizeContext, from_value, join_path};
 use crate::domain::identity::canonical_json_hash;
 use crate::domain::{
     CallRef, Detail, Direction, Ended, EventDraft, EventType, Identity, Normalized, Party, PartyRole, Vendor,
@@ -249,11 +249,6 @@ fn roles(caller_is_user: bool) -> (PartyRole, PartyRole) {
     (PartyRole::Customer, if caller_is_user { PartyRole::Customer } else { PartyRole::ThirdParty })
 }
 
-/// The JSON path of `field` inside the notification at `prefix`.
-fn path(prefix: &str, field: &str) -> String {
-    if prefix.is_empty() { field.to_string() } else { [prefix, ".", field].concat() }
-}
-
 /// A bare CallEvent: an object with a `callId` and a flow id.
 fn is_bare_call_event(obj: &Map<String, Value>) -> bool {
     let scalar = |v: &Value| v.is_string() || v.is_number();
@@ -410,7 +405,7 @@ impl Adapter for Xelion {
                 };
                 let f: CallEventFields = from_value(value, prefix)?;
                 let call_id =
-                    f.call_id.clone().ok_or_else(|| AdapterError::field(path(prefix, "callId"), "required"))?;
+                    f.call_id.clone().ok_or_else(|| AdapterError::field(join_path(prefix, "callId"), "required"))?;
                 let identity = match id {
                     Identify::Natural => {
                         let member = match (canonical, f.callee_user.as_deref()) {
@@ -459,7 +454,7 @@ fn call_event(
             }
             if fields == Fields::HungUp {
                 let duration = match &f.duration {
-                    Some(d) => parse_duration(d).map_err(|e| AdapterError::field(path(prefix, "duration"), e))?,
+                    Some(d) => parse_duration(d).map_err(|e| AdapterError::field(join_path(prefix, "duration"), e))?,
                     None => None,
                 };
                 draft.facts.duration = duration;

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prost::Message;
-use prost::encoding::{WireType, encode_varint, encoded_len_varint, key_len};
+use prost::encoding::{WireType, encoded_len_varint, key_len};
 
 use super::convert;
 use crate::domain::{Call, CallEvent, Party};
@@ -128,10 +128,9 @@ fn nested(tag: u32, buf: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
     if len < 0x80 {
         buf[at] = len as u8;
     } else {
-        let mut header = [0u8; 10];
-        let mut writer = &mut header[..];
-        encode_varint(len as u64, &mut writer);
-        buf.splice(at..at + 1, header[..encoded_len_varint(len as u64)].iter().copied());
+        let mut header = Vec::with_capacity(10);
+        put_varint(len as u64, &mut header);
+        buf.splice(at..at + 1, header);
     }
 }
 
@@ -347,42 +346,8 @@ mod tests {
 
     #[test]
     fn an_empty_call_is_what_prost_encodes() {
-        let call = Call { total_hold: Duration::ZERO, ..every_field() };
-        let empty = Call {
-            call_id: String::new(),
-            conversation_id: String::new(),
-            tenant_id: String::new(),
-            direction: None,
-            outcome: None,
-            parties: Vec::new(),
-            agent_ids: Vec::new(),
-            queue_id: String::new(),
-            started_at: None,
-            queued_at: None,
-            answered_at: None,
-            ended_at: None,
-            wrap_up_ended_at: None,
-            on_hold: false,
-            muted: false,
-            recording: None,
-            hold_count: 0,
-            talk_duration: None,
-            duration: None,
-            notes: Vec::new(),
-            transcript_count: 0,
-            last_sequence: 0,
-            call_sequence: 0,
-            disposition: String::new(),
-            end_reason: String::new(),
-            hangup_initiator: None,
-            media: None,
-            attributes: BTreeMap::new(),
-            previous_call_id: String::new(),
-            queue_name: String::new(),
-            queue_visits: Vec::new(),
-            wrap_up_codes: Vec::new(),
-            ..call
-        };
+        // What a call is before its first event: every optional field absent.
+        let empty = Call::new("", "", Vendor::Xelion, Utc.timestamp_opt(0, 0).unwrap());
         assert_eq!(bytes(&empty), convert::call(&empty).encode_to_vec());
     }
 

@@ -127,7 +127,7 @@ impl<'a> Attached<'a> {
     /// as XML-to-JSON bridges render a one-element list, a single object.
     pub fn parse(body: &'a Map<String, Value>, body_path: &'a str) -> Result<Attached<'a>, AdapterError> {
         let mut attached = Attached { body_path, items: Vec::new() };
-        let path = || [body_path, ".attachedData.attachedDatum"].concat();
+        let path = || datum_path(body_path);
         let datum = match body.get("attachedData") {
             None | Some(Value::Null) => return Ok(attached),
             Some(Value::Object(o)) => o.get("attachedDatum"),
@@ -188,8 +188,13 @@ impl<'a> Attached<'a> {
     }
 
     fn value_path(&self, i: usize) -> String {
-        format!("{}.attachedData.attachedDatum[{i}].attachedDataValue", self.body_path)
+        format!("{}[{i}].attachedDataValue", datum_path(self.body_path))
     }
+}
+
+/// The JSON path of the `attachedDatum` list of the body at `body_path`.
+fn datum_path(body_path: &str) -> String {
+    [body_path, ".attachedData.attachedDatum"].concat()
 }
 
 /// The vendor duration: `callDurationSec` (seconds, a number) or else
