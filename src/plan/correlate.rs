@@ -40,8 +40,10 @@ pub(super) fn resolve<V: StateView>(
                 }
             }
             candidates.sort_by_key(|x| std::cmp::Reverse(x.last_sequence));
-            if let Some(call) = correlate(&candidates, c, draft.event_type, batch.received_at, windows) {
-                return Ok((call.call_id.clone(), Some(call.clone())));
+            if let Some(i) = correlate(&candidates, c, draft.event_type, batch.received_at, windows) {
+                // Taken, not cloned: the candidates were copied for this.
+                let call = candidates.swap_remove(i);
+                return Ok((call.call_id.clone(), Some(call)));
             }
             let id = new_correlated_id(tenant, c, batch);
             let existing = lookup(view, &id)?;
@@ -79,29 +81,33 @@ pub fn new_correlated_id(tenant: &str, c: &Correlation, batch: &IngestBatch) -> 
 ///    wrong one for the older call's `completed`. Without a start time, the
 ///    newest.
 /// 3. Anything else starts a new call.
-pub fn correlate<'a>(
-    candidates: &'a [Call],
+///
+/// Returns the position of the call among `candidates`.
+pub fn correlate(
+    candidates: &[Call],
     c: &Correlation,
     event_type: EventType,
     now: DateTime<Utc>,
     windows: Windows,
-) -> Option<&'a Call> {
+) -> Option<usize> {
     if let Some(t) = c.started_at
-        && let Some(call) = candidates.iter().find(|call| call.started_at == Some(t))
+        && let Some(i) = candidates.iter().position(|call| call.started_at == Some(t))
     {
-        return Some(call);
+        return Some(i);
     }
-    let mut open = candidates.iter().filter(|call| {
+    let mut open = candidates.iter().enumerate().filter(|(_, call)| {
         let compatible = c.started_at.is_none() || call.started_at.is_none();
         let forward = lifecycle::advance_target(event_type).is_none_or(|t| t.rank() >= call.state.rank());
         call.state != CallState::Ended && compatible && forward && within(call.updated_at, now, windows.correlation)
     });
     match c.started_at {
         // Ties keep the newest (candidates come newest first).
-        Some(t) => open.min_by_key(|call| {
-            let reference = call.started_at.or(call.first_received_at).unwrap_or(call.updated_at);
-            (reference - t).num_milliseconds().unsigned_abs()
-        }),
-        None => open.next(),
+        Some(t) => open
+            .min_by_key(|(_, call)| {
+                let reference = call.started_at.or(call.first_received_at).unwrap_or(call.updated_at);
+                (reference - t).num_milliseconds().unsigned_abs()
+            })
+            .map(|(i, _)| i),
+        None => open.next().map(|(i, _)| i),
     }
 }
