@@ -25,7 +25,7 @@ use switchboard::store::{IngestBatch, IngestOutcome, Store, StoreOptions};
 
 /// The server binary's allocator (`src/main.rs`), so the count is the server's.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: switchboard::alloc::Mimalloc = switchboard::alloc::Mimalloc;
 
 #[path = "../benches/support/mod.rs"]
 mod support;

@@ -40,6 +40,7 @@
 //!    from the same encoded bytes.
 
 pub mod adapters;
+pub mod alloc;
 pub mod app;
 pub mod auth;
 pub mod board;

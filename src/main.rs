@@ -12,10 +12,11 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 
 /// mimalloc otherwise: glibc's malloc and free were a third of the
 /// instructions of an ingest (BENCHMARKS.md, S12), mimalloc's thread-local
-/// free lists cost a fraction of that.
+/// free lists cost a fraction of that ([`switchboard::alloc`] says how it
+/// is asked).
 #[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: switchboard::alloc::Mimalloc = switchboard::alloc::Mimalloc;
 
 fn main() -> std::process::ExitCode {
     #[cfg(feature = "dhat-heap")]
