@@ -25,6 +25,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     telemetry::init_logging(config.log_format, &config.log_level, config.otlp_endpoint.as_deref());
+    match crate::alloc::turn_off_huge_pages() {
+        Ok(off) => tracing::debug!(transparent_huge_pages = !off, "memory"),
+        Err(e) => tracing::warn!(error = %e, "cannot turn transparent huge pages off; serving with them"),
+    }
     let app = App::build(config.clone()).await?;
     tracing::info!(
         grpc = %app.local_addr(),
