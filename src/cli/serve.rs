@@ -26,7 +26,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     telemetry::init_logging(config.log_format, &config.log_level, config.otlp_endpoint.as_deref());
     match crate::alloc::turn_off_huge_pages() {
-        Ok(off) => tracing::debug!(transparent_huge_pages = !off, "memory"),
+        Ok(true) => tracing::debug!("transparent huge pages turned off for this process"),
+        Ok(false) => tracing::debug!("transparent huge pages as MIMALLOC_ALLOW_THP says"),
         Err(e) => tracing::warn!(error = %e, "cannot turn transparent huge pages off; serving with them"),
     }
     let app = App::build(config.clone()).await?;
