@@ -65,15 +65,10 @@ pub fn short_hash(parts: &[&[u8]]) -> String {
         h.update(&(p.len() as u64).to_be_bytes());
         h.update(p);
     }
-    // Not `hex::encode`: it builds its string a `char` at a time, a tenth
-    // of a content hash's instructions besides SHA-256 itself.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = h.finish();
+    // Into an array, not `hex::encode`: that builds its string a `char` at a
+    // time, a tenth of a content hash's instructions besides SHA-256 itself.
     let mut digits = [0u8; 32];
-    for (pair, b) in digits.chunks_exact_mut(2).zip(&digest.as_ref()[..16]) {
-        pair[0] = HEX[usize::from(b >> 4)];
-        pair[1] = HEX[usize::from(b & 0xf)];
-    }
+    hex::encode_to_slice(&h.finish().as_ref()[..16], &mut digits).expect("16 bytes are 32 hex digits");
     String::from_utf8_lossy(&digits).into_owned()
 }
 
