@@ -42,6 +42,10 @@ use crate::hub::Hub;
 use crate::plan::{self, DedupEntry, StateView};
 use rows::{SEP, from_micros, micros};
 
+/// The tables and indexes this build writes: for measuring SQLite alone
+/// with the store's own layout (`benches/sqlite_floor.rs`, S2's floor).
+pub const SCHEMA_DDL: &str = schema::DDL;
+
 /// Most ingests committed in one transaction.
 pub const MAX_GROUP: usize = 512;
 /// Rows deleted per retention statement, to keep write transactions short.
