@@ -117,6 +117,12 @@ impl JsonMembers<'_> {
         out.push('"');
     }
 
+    /// An integer: its digits are its JSON.
+    fn number(&mut self, name: &str, value: impl std::fmt::Display) {
+        use std::fmt::Write as _;
+        let _ = write!(self.key(name), "{value}");
+    }
+
     fn json(&mut self, name: &str, value: serde_json::Value) {
         let text = value.to_string();
         self.key(name).push_str(&text);
@@ -129,13 +135,11 @@ impl tracing::field::Visit for JsonMembers<'_> {
     }
 
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        use std::fmt::Write as _;
-        let _ = write!(self.key(field.name()), "{value}");
+        self.number(field.name(), value);
     }
 
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        use std::fmt::Write as _;
-        let _ = write!(self.key(field.name()), "{value}");
+        self.number(field.name(), value);
     }
 
     fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
